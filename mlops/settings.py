@@ -1,0 +1,250 @@
+"""One typed settings object, loaded once at the entry point and passed down.
+
+Sources, highest priority first:
+
+1. arguments given to :func:`load_settings` (the CLI's flags),
+2. ``MLOPS_*`` environment variables (nested with ``__``: ``MLOPS_TRAINING__MAX_DEPTH=8``),
+3. the tools' own variables where a user expects them: ``MLFLOW_TRACKING_URI``,
+   ``AWS_REGION``/``AWS_DEFAULT_REGION``,
+4. the project file (``mlops.toml`` in the working directory, or the path in ``MLOPS_CONFIG``),
+5. embedded defaults: SQLite MLflow store under ``.mlops/``, local backend.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from mlops.errors import ConfigError
+
+__all__ = [
+    "AwsSettings",
+    "BaselineSettings",
+    "GateSettings",
+    "NotificationSettings",
+    "Settings",
+    "SplitSettings",
+    "Threshold",
+    "TrainingSettings",
+    "load_settings",
+    "masked_settings",
+]
+
+DEFAULT_PROJECT_FILE = "mlops.toml"
+
+
+class SplitSettings(BaseModel):
+    """Fractions of the prepared table for each split (the safe-deployment pipeline's 80/15/5)."""
+
+    train: float = Field(0.80, gt=0, lt=1)
+    validation: float = Field(0.15, gt=0, lt=1)
+    test: float = Field(0.05, gt=0, lt=1)
+
+    @field_validator("test")
+    @classmethod
+    def _sum_to_one(cls, test: float, info: Any) -> float:
+        total = info.data.get("train", 0.8) + info.data.get("validation", 0.15) + test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(
+                f"split fractions must add up to 1, got {total:.4f}; "
+                "set [split] train, validation and test so that they do"
+            )
+        return test
+
+
+class TrainingSettings(BaseModel):
+    """XGBoost hyperparameters (names as in XGBoost's sklearn API) and early stopping."""
+
+    n_estimators: int = Field(300, ge=1, le=100_000)
+    max_depth: int = Field(6, ge=1, le=64)
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    subsample: float = Field(0.9, gt=0, le=1)
+    colsample_bytree: float = Field(0.9, gt=0, le=1)
+    min_child_weight: float = Field(1.0, ge=0)
+    reg_lambda: float = Field(1.0, ge=0)
+    early_stopping_rounds: int = Field(20, ge=1)
+    tree_method: Literal["hist", "approx", "exact"] = "hist"
+    n_jobs: int = Field(0, ge=0, description="threads for XGBoost; 0 means all cores")
+    extra: dict[str, Any] = Field(default_factory=dict, description="other XGBoost parameters")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The flat hyperparameter dict passed to the training job."""
+        params = self.model_dump(exclude={"extra"})
+        params.update(self.extra)
+        return params
+
+
+class Threshold(BaseModel):
+    """An absolute bound on one evaluation metric."""
+
+    min: float | None = None
+    max: float | None = None
+
+
+class GateSettings(BaseModel):
+    """The quality gate between evaluation and registration."""
+
+    thresholds: dict[str, Threshold] = Field(
+        default_factory=dict,
+        description="metric -> bound; when empty the task's defaults apply "
+        "(regression r2>=0.5, binary auc>=0.7, multiclass accuracy>=0.7)",
+    )
+    champion_margin: float = Field(
+        0.05,
+        ge=0,
+        description="the challenger may be worse than the current champion on the primary "
+        "metric by at most this fraction",
+    )
+
+
+class BaselineSettings(BaseModel):
+    """The monitoring baseline made at training time."""
+
+    sample_rows: int = Field(5000, ge=10)
+
+
+class NotificationSettings(BaseModel):
+    """Where failure notifications go: a log line by default."""
+
+    channel: Literal["log", "apprise", "prefect-block"] = "log"
+    apprise_urls: list[SecretStr] = Field(default_factory=list)
+    prefect_block: str | None = Field(None, description="name of a Prefect notification block")
+
+
+class AwsSettings(BaseModel):
+    """AWS access for S3 data and the SageMaker backend; boto3 reads AWS_* itself."""
+
+    region: str | None = None
+    endpoint_url: str | None = Field(None, description="custom endpoint, e.g. moto on loopback")
+    role_arn: str | None = None
+    bucket: str | None = None
+
+
+class Settings(BaseSettings):
+    """Effective settings of one mlops invocation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLOPS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    work_dir: Path = Field(Path(".mlops"), description="local state: MLflow store, jobs, data")
+    tracking_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices("tracking_uri", "MLOPS_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        description="MLflow tracking URI; default sqlite:///<work_dir>/mlflow.db",
+    )
+    registry_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices("registry_uri", "MLOPS_REGISTRY_URI", "MLFLOW_REGISTRY_URI"),
+    )
+    backend: Literal["local", "sagemaker"] = "local"
+    seed: int = 42
+    split: SplitSettings = Field(default_factory=SplitSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+    baseline: BaselineSettings = Field(default_factory=BaselineSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        project_file = os.environ.get("MLOPS_CONFIG", DEFAULT_PROJECT_FILE)
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=project_file),
+        )
+
+    @property
+    def effective_tracking_uri(self) -> str:
+        """The MLflow tracking URI in force."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        return f"sqlite:///{(self.work_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> str:
+        """Where new experiments of a local store keep their artifacts."""
+        return (self.work_dir / "mlartifacts").resolve().as_uri()
+
+    @property
+    def effective_aws_region(self) -> str | None:
+        """The AWS region: settings first, then boto3's own variables."""
+        return self.aws.region or os.environ.get("AWS_REGION") or os.environ.get(
+            "AWS_DEFAULT_REGION"
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load settings from every source; raise :class:`ConfigError` naming the bad field.
+
+    Args:
+        **overrides: highest-priority values, e.g. from CLI flags (``None`` values are ignored).
+    """
+    project_file = Path(os.environ.get("MLOPS_CONFIG", DEFAULT_PROJECT_FILE))
+    if "MLOPS_CONFIG" in os.environ and not project_file.is_file():
+        raise ConfigError(
+            f"MLOPS_CONFIG points to {project_file}, which does not exist; "
+            "create it or unset MLOPS_CONFIG to use mlops.toml in the working directory"
+        )
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid settings ({problems}); fix them in {project_file} or in the MLOPS_* "
+            "environment variables (see `mlops config show`)"
+        ) from None
+    except Exception as exc:  # a malformed TOML file
+        if "toml" in type(exc).__module__.lower() or "TOML" in str(exc):
+            raise ConfigError(f"cannot parse {project_file}: {exc}; fix the TOML syntax") from None
+        raise
+
+
+_URI_PASSWORD = re.compile(r"(?P<scheme>[a-z0-9+.-]+://)(?P<user>[^:/@]+):(?P<pw>[^@/]+)@", re.I)
+
+
+def mask_uri(uri: str | None) -> str | None:
+    """Hide the password part of a URI such as ``postgresql://user:pw@host/db``."""
+    if uri is None:
+        return None
+    return _URI_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:****@", uri)
+
+
+def masked_settings(settings: Settings) -> dict[str, Any]:
+    """Effective settings as plain data with every secret masked, for display."""
+    data = settings.model_dump(mode="json")
+    data["tracking_uri"] = mask_uri(settings.effective_tracking_uri)
+    data["registry_uri"] = mask_uri(settings.registry_uri)
+    data["work_dir"] = str(settings.work_dir.resolve())
+    data["notifications"]["apprise_urls"] = ["****" for _ in settings.notifications.apprise_urls]
+    data["aws"]["region"] = settings.effective_aws_region
+    key = os.environ.get("AWS_ACCESS_KEY_ID")
+    data["aws"]["access_key_id"] = (key[:4] + "****") if key else None
+    data["aws"]["secret_access_key"] = "****" if os.environ.get("AWS_SECRET_ACCESS_KEY") else None
+    data["prefect_api_url"] = mask_uri(os.environ.get("PREFECT_API_URL")) or "(ephemeral/local)"
+    data["project_file"] = os.environ.get("MLOPS_CONFIG", DEFAULT_PROJECT_FILE)
+    return data
