@@ -190,8 +190,8 @@ class Settings(BaseSettings):
     @property
     def effective_aws_region(self) -> str | None:
         """The AWS region: settings first, then boto3's own variables."""
-        return self.aws.region or os.environ.get("AWS_REGION") or os.environ.get(
-            "AWS_DEFAULT_REGION"
+        return (
+            self.aws.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         )
 
 

@@ -1,0 +1,375 @@
+"""The ``mlops`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlops.errors import ConfigError, MlopsError
+
+if TYPE_CHECKING:
+    from mlops.settings import Settings
+    from mlops.stages.results import PipelineResult
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="mlops",
+    help="Train, register, approve and ship tabular XGBoost models with Prefect and MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Built-in datasets and drifted batches.", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
+config_app = typer.Typer(help="Effective settings.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+app.add_typer(config_app, name="config")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    from mlops.settings import load_settings
+
+    return load_settings()
+
+
+def _parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param {pair!r} is not KEY=VALUE; write e.g. --param max_depth=8")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+class _StageProgress(logging.Handler):
+    """Moves a rich progress bar as the ``mlops.stages`` log records arrive."""
+
+    STAGES = ("prepare", "train", "evaluate", "baseline", "register")
+
+    def __init__(self, progress: Any) -> None:
+        super().__init__(logging.INFO)
+        self.progress = progress
+        self.bar = progress.add_task("starting", total=len(self.STAGES))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stage = getattr(record, "mlops_stage", None)
+        if stage is None:
+            return
+        if getattr(record, "mlops_event", "") == "started":
+            self.progress.update(self.bar, description=f"{stage}…")
+        else:
+            self.progress.advance(self.bar)
+            self.progress.console.print(f"[green]✓[/] {record.getMessage()}")
+
+    def job_line(self, line: str) -> None:
+        if line.startswith("["):
+            self.progress.update(self.bar, description=f"train {line.split()[0]}")
+
+
+def _run_training(settings: Settings, verbose: bool, **params: Any) -> PipelineResult:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    if not verbose:
+        # Prefect's INFO lines would tear the progress bar; they still reach the Prefect UI.
+        # Read by Prefect's logging.yml when it configures logging at first use.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    from flows.training import training_pipeline
+
+    stage_logger = logging.getLogger("mlops.stages")
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} stages"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        handler = _StageProgress(progress)
+        stage_logger.addHandler(handler)
+        if stage_logger.level == logging.NOTSET or stage_logger.level > logging.INFO:
+            stage_logger.setLevel(logging.INFO)
+        try:
+            return training_pipeline(settings=settings, **params)
+        finally:
+            stage_logger.removeHandler(handler)
+
+
+def _print_result(result: PipelineResult, settings: Settings) -> None:
+    reg = result.registered
+    out.print()
+    if reg.created:
+        out.print(
+            f"[bold green]Registered model {reg.name!r} version {reg.version}[/]"
+            f"  aliases: {', '.join(reg.aliases) or '-'}  approval: {reg.approval}"
+        )
+    else:
+        out.print(
+            f"[bold yellow]Model {reg.name!r} version {reg.version} was already "
+            "registered for identical data and parameters; nothing new registered[/]"
+        )
+    task = result.prepared.task
+    how = "inferred" if result.prepared.task_inferred else "given"
+    out.print(f"task: {task} ({how}: {result.prepared.task_reason})")
+    metrics = "  ".join(f"{k}={v:.4f}" for k, v in result.evaluation.metrics.items())
+    out.print(f"test metrics: {metrics}")
+    if result.evaluation.champion_version:
+        champ = result.evaluation.champion_metrics or {}
+        out.print(
+            f"champion v{result.evaluation.champion_version} on the same rows: "
+            + "  ".join(f"{k}={v:.4f}" for k, v in champ.items())
+        )
+    elif result.evaluation.champion_note:
+        out.print(f"champion: {result.evaluation.champion_note}")
+    out.print(f"MLflow run: {result.run_id} in experiment {result.experiment!r}")
+    out.print(f"load it:    mlflow.pyfunc.load_model('models:/{reg.name}@challenger')")
+    _print_ui_commands(settings)
+
+
+def _print_ui_commands(settings: Settings) -> None:
+    uri = settings.effective_tracking_uri
+    bin_dir = Path(sys.executable).parent
+    out.print("\n[bold]See what it did:[/]")
+    if uri.startswith(("http://", "https://")):
+        out.print(f"  MLflow UI:  open {uri}")
+    else:
+        out.print(
+            f"  MLflow UI:  {bin_dir / 'mlflow'} ui --backend-store-uri {uri} --port 5000"
+            "   → http://127.0.0.1:5000"
+        )
+    api = os.environ.get("PREFECT_API_URL")
+    if api:
+        out.print(f"  Prefect UI: open {api.removesuffix('/api')}")
+    else:
+        home = os.environ.get("PREFECT_HOME")
+        prefix = f"PREFECT_HOME={home} " if home else ""
+        out.print(
+            f"  Prefect UI: {prefix}{bin_dir / 'prefect'} server start   → http://127.0.0.1:4200"
+        )
+
+
+@app.command()
+def train(
+    model_name: Annotated[str, typer.Option("--model-name", "-m", help="registered model name")],
+    dataset: Annotated[str | None, typer.Option(help="built-in: taxi, mammography, iris")] = None,
+    data: Annotated[str | None, typer.Option(help="CSV/parquet path or s3:// URI")] = None,
+    target: Annotated[str | None, typer.Option(help="target column of --data")] = None,
+    task: Annotated[str | None, typer.Option(help="regression, binary or multiclass")] = None,
+    rows: Annotated[int | None, typer.Option(help="rows of a built-in dataset")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="XGBoost KEY=VALUE, repeatable")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
+) -> None:
+    """Run the training-pipeline flow: prepare → train → evaluate → baseline → register."""
+    if dataset is None and data is None:
+        raise ConfigError(
+            "give --dataset NAME (taxi, mammography, iris) or --data PATH --target COLUMN"
+        )
+    if task is not None and task not in ("regression", "binary", "multiclass"):
+        raise ConfigError(f"--task {task!r} is not one of regression, binary, multiclass")
+    settings = _settings()
+    result = _run_training(
+        settings,
+        verbose,
+        model_name=model_name,
+        dataset=dataset,
+        data=data,
+        target=target,
+        task=task,
+        rows=rows,
+        hyperparameters=_parse_params(param) or None,
+    )
+    _print_result(result, settings)
+
+
+@app.command()
+def demo(
+    rows: Annotated[int, typer.Option(help="taxi trips to generate")] = 20_000,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Train the built-in taxi problem end to end and show where to look."""
+    settings = _settings()
+    out.print(
+        f"[bold]mlops demo[/]: NYC green-taxi fares, {rows} trips, backend "
+        f"{settings.backend}, MLflow store {settings.effective_tracking_uri}"
+    )
+    result = _run_training(settings, verbose, model_name="taxi", dataset="taxi", rows=rows)
+    _print_result(result, settings)
+
+
+@data_app.command("make")
+def data_make(
+    name: Annotated[str, typer.Argument(help="taxi, mammography or iris")],
+    rows: Annotated[int, typer.Option(help="rows in the batch")] = 1000,
+    shift: Annotated[float, typer.Option(help="drift, in standard deviations")] = 0.0,
+    outliers: Annotated[float, typer.Option(help="fraction of outlier rows")] = 0.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    no_target: Annotated[bool, typer.Option("--no-target", help="leave the target out")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help=".csv or .parquet")] = None,
+) -> None:
+    """Write a fresh (optionally drifted or outlier-laden) batch of a built-in dataset."""
+    from mlops.data import make_batch, write_parquet
+
+    if not 0 <= outliers <= 1:
+        raise ConfigError(f"--outliers {outliers} must be a fraction between 0 and 1")
+    frame = make_batch(
+        name,
+        rows=rows,
+        shift=shift,
+        outlier_fraction=outliers,
+        seed=seed,
+        include_target=not no_target,
+    )
+    settings = _settings()
+    path = (
+        output or settings.work_dir / "batches" / f"{name}-rows{rows}-shift{shift}-seed{seed}.csv"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix in (".parquet", ".pq"):
+        write_parquet(frame, path)
+    elif path.suffix == ".csv" or path.name.endswith(".csv.gz"):
+        frame.to_csv(path, index=False)
+    else:
+        raise ConfigError(f"--output {path} must end in .csv, .csv.gz or .parquet")
+    out.print(f"wrote {len(frame)} rows of {name} (shift={shift}, outliers={outliers}) to {path}")
+
+
+@models_app.command("list")
+def models_list(
+    name: Annotated[str | None, typer.Argument(help="one model; all when left out")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Versions with aliases, approval state and key test metrics."""
+    from dataclasses import asdict
+
+    from mlops.registry import list_versions
+    from mlops.tracking import connect
+
+    rows = list_versions(connect(_settings()), name)
+    if as_json:
+        out.print_json(json.dumps([asdict(r) for r in rows]))
+        return
+    if not rows:
+        out.print("no registered models yet; run `mlops train --dataset taxi --model-name taxi`")
+        return
+    table = Table("model", "version", "aliases", "approval", "created", "test metrics")
+    for r in rows:
+        colour = {"approved": "green", "rejected": "red", "pending": "yellow"}.get(r.approval, "")
+        table.add_row(
+            r.name,
+            r.version,
+            ", ".join(r.aliases),
+            f"[{colour}]{r.approval}[/]" if colour else r.approval,
+            r.created_at,
+            "  ".join(f"{k.removeprefix('test_')}={v:.4g}" for k, v in sorted(r.metrics.items())),
+        )
+    out.print(table)
+
+
+def _decide(decision: str, name: str, version: str, comment: str, approver: str | None) -> None:
+    from mlops.registry import approve as approve_version
+    from mlops.registry import reject as reject_version
+    from mlops.tracking import connect
+
+    client = connect(_settings())
+    act = approve_version if decision == "approved" else reject_version
+    mv = act(client, name, version, comment=comment, approver=approver)
+    out.print(
+        f"{name} v{mv.version}: {decision} by {mv.tags.get('mlops.approved_by')} "
+        f"at {mv.tags.get('mlops.approved_at')}" + (f" ({comment})" if comment else "")
+    )
+
+
+@app.command()
+def approve(
+    name: Annotated[str, typer.Argument(help="registered model")],
+    version: Annotated[str, typer.Argument(help="version number")],
+    comment: Annotated[str, typer.Option("--comment", "-c")] = "",
+    approver: Annotated[str | None, typer.Option(help="who approves; default: you")] = None,
+) -> None:
+    """Approve a version for production."""
+    _decide("approved", name, version, comment, approver)
+
+
+@app.command()
+def reject(
+    name: Annotated[str, typer.Argument(help="registered model")],
+    version: Annotated[str, typer.Argument(help="version number")],
+    comment: Annotated[str, typer.Option("--comment", "-c")] = "",
+    approver: Annotated[str | None, typer.Option(help="who rejects; default: you")] = None,
+) -> None:
+    """Reject a version; it stops being the challenger."""
+    _decide("rejected", name, version, comment, approver)
+
+
+@config_app.command("show")
+def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Print the effective settings, secrets masked."""
+    from mlops.settings import masked_settings
+
+    data = masked_settings(_settings())
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    out.print(_to_toml(data), highlight=False, markup=False)
+
+
+def _to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """Render settings as TOML, the format of mlops.toml (unset values as comments)."""
+    scalars, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        elif value is None:
+            scalars.append(f"# {key} = (not set)")
+        else:
+            scalars.append(f"{key} = {json.dumps(value)}")
+    parts = [f"[{prefix}]" if prefix else "", *scalars]
+    text = "\n".join(p for p in parts if p)
+    for key, table in tables:
+        text += "\n\n" + _to_toml(table, f"{prefix}.{key}" if prefix else key)
+    return text
+
+
+def main() -> None:
+    """Console-script entry point: clear one-line errors, non-zero exit codes."""
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "mlops")
+    try:
+        app(standalone_mode=False)
+    except MlopsError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""State hooks shared by the flows: failure notifications and log forwarding."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prefect.logging.handlers import APILogHandler
+
+from mlops.notify import LogNotifier, get_notifier
+from mlops.settings import load_settings
+
+__all__ = ["forward_mlops_logs", "notify_failure"]
+
+
+def forward_mlops_logs() -> None:
+    """Send the ``mlops`` loggers' INFO records to the Prefect UI of the current run."""
+    mlops_logger = logging.getLogger("mlops")
+    if mlops_logger.level == logging.NOTSET or mlops_logger.level > logging.INFO:
+        mlops_logger.setLevel(logging.INFO)
+    if not any(isinstance(h, APILogHandler) for h in mlops_logger.handlers):
+        mlops_logger.addHandler(APILogHandler())
+
+
+def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """Prefect ``on_failure``/``on_crashed`` hook: tell people what failed and why."""
+    subject = f"mlops flow {flow.name!r} {state.type.value.lower()}"
+    body = f"flow run {flow_run.name} ({flow_run.id}): {state.message or 'no message'}"
+    try:
+        settings = load_settings()
+    except Exception:  # a broken config must not hide the original failure
+        LogNotifier().notify(subject, body)
+        return
+    if settings.notifications.channel == "prefect-block" and settings.notifications.prefect_block:
+        from prefect.blocks.notifications import NotificationBlock
+
+        block = NotificationBlock.load(settings.notifications.prefect_block)
+        block.notify(body=body, subject=subject)
+        LogNotifier().notify(subject, body)
+        return
+    get_notifier(settings).notify(subject, body)

@@ -1,0 +1,167 @@
+"""The ``training-pipeline`` flow: prepare → train → evaluate (gate) → baseline → register.
+
+Each task calls one ``mlops.stages`` function and passes small results (names, URIs).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from flows.hooks import forward_mlops_logs, notify_failure
+from mlops import stages
+from mlops.settings import Settings, load_settings
+from mlops.stages.results import (
+    BaselineResult,
+    EvaluationResult,
+    PipelineResult,
+    PreparedData,
+    RegisteredModel,
+    TrainedModel,
+)
+from mlops.tracking import Tags, training_experiment
+
+__all__ = ["training_pipeline"]
+
+_ROUND = re.compile(r"^\[(\d+)\]")
+_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@task(name="prepare", retries=2, retry_delay_seconds=5, **_TASK_OPTIONS)
+def prepare_task(
+    settings: Settings,
+    run_id: str,
+    dataset: str | None,
+    data: str | None,
+    target: str | None,
+    task_type: str | None,
+    rows: int | None,
+) -> PreparedData:
+    """Read, validate and split the data (retried: it may read from S3)."""
+    prepared = stages.prepare(
+        settings, dataset=dataset, data=data, target=target, task=task_type, rows=rows
+    )
+    stages.record_prepared(settings, run_id, prepared)
+    return prepared
+
+
+@task(name="train", **_TASK_OPTIONS)
+def train_task(
+    settings: Settings,
+    prepared: PreparedData,
+    model_name: str,
+    run_id: str,
+    hyperparameters: dict[str, Any] | None,
+) -> TrainedModel:
+    """Run the training job; its output goes to the task's logs every 10 rounds."""
+    logger = get_run_logger()
+
+    def on_log(line: str) -> None:
+        match = _ROUND.match(line)
+        if match is None or int(match.group(1)) % 10 == 0:
+            logger.info("%s", line)
+
+    return stages.train(
+        settings,
+        prepared,
+        model_name=model_name,
+        run_id=run_id,
+        hyperparameters=hyperparameters,
+        on_log=on_log,
+    )
+
+
+@task(name="evaluate", **_TASK_OPTIONS)
+def evaluate_task(
+    settings: Settings, prepared: PreparedData, trained: TrainedModel
+) -> EvaluationResult:
+    """Test metrics and the quality gate (a failed gate fails the flow)."""
+    return stages.evaluate(settings, prepared, trained)
+
+
+@task(name="baseline", retries=2, retry_delay_seconds=5, **_TASK_OPTIONS)
+def baseline_task(
+    settings: Settings, prepared: PreparedData, trained: TrainedModel
+) -> BaselineResult:
+    """Statistics, constraints and reference sample for monitoring."""
+    return stages.baseline(settings, prepared, trained)
+
+
+@task(name="register", retries=2, retry_delay_seconds=5, **_TASK_OPTIONS)
+def register_task(
+    settings: Settings,
+    prepared: PreparedData,
+    trained: TrainedModel,
+    evaluation: EvaluationResult,
+    baseline: BaselineResult,
+) -> RegisteredModel:
+    """Register the version with alias challenger (idempotent, so retries are safe)."""
+    return stages.register(settings, prepared, trained, evaluation, baseline)
+
+
+@flow(
+    name="training-pipeline",
+    on_failure=[notify_failure],
+    on_crashed=[notify_failure],
+    log_prints=True,
+)
+def training_pipeline(
+    model_name: str = "taxi",
+    dataset: str | None = None,
+    data: str | None = None,
+    target: str | None = None,
+    task: str | None = None,
+    rows: int | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> PipelineResult:
+    """Train, evaluate, baseline and register a model on a built-in dataset or your table.
+
+    Args:
+        model_name: registered model name (also the MLflow experiment).
+        dataset: built-in problem: taxi, mammography or iris.
+        data: path or s3:// URI of a CSV/parquet table (instead of ``dataset``).
+        target: target column of ``data``.
+        task: regression, binary or multiclass; inferred when left out.
+        rows: size of a built-in dataset.
+        hyperparameters: XGBoost overrides, e.g. ``{"max_depth": 8}``.
+        settings: effective settings; loaded from mlops.toml and MLOPS_* when left out.
+    """
+    forward_mlops_logs()
+    settings = settings or load_settings()
+    if dataset is None and data is None:
+        dataset = model_name if model_name in ("taxi", "mammography", "iris") else None
+    logger = get_run_logger()
+    run_id = stages.open_training_run(
+        settings, model_name, tags={Tags.PREFECT_FLOW_RUN_ID: str(flow_run.id)}
+    )
+    logger.info("MLflow run %s in experiment %r", run_id, training_experiment(model_name))
+    try:
+        prepared = prepare_task(settings, run_id, dataset, data, target, task, rows)
+        trained = train_task(settings, prepared, model_name, run_id, hyperparameters)
+        evaluation = evaluate_task(settings, prepared, trained)
+        baseline = baseline_task(settings, prepared, trained)
+        registered = register_task(settings, prepared, trained, evaluation, baseline)
+    except BaseException:
+        stages.close_training_run(settings, run_id, failed=True)
+        raise
+    stages.close_training_run(settings, run_id, failed=False)
+    logger.info(
+        "registered %s version %s (%s)",
+        registered.name,
+        registered.version,
+        "new" if registered.created else "already registered for identical inputs",
+    )
+    return PipelineResult(
+        run_id=run_id,
+        experiment=training_experiment(model_name),
+        prepared=prepared,
+        trained=trained,
+        evaluation=evaluation,
+        baseline=baseline,
+        registered=registered,
+    )

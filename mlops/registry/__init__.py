@@ -1,0 +1,23 @@
+"""The model registry: versions, aliases, approval state."""
+
+from __future__ import annotations
+
+from mlops.registry.models import (
+    VersionSummary,
+    approve,
+    find_version_by_fingerprint,
+    get_alias_version,
+    list_versions,
+    register_version,
+    reject,
+)
+
+__all__ = [
+    "VersionSummary",
+    "approve",
+    "find_version_by_fingerprint",
+    "get_alias_version",
+    "list_versions",
+    "register_version",
+    "reject",
+]

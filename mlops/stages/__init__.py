@@ -1,0 +1,41 @@
+"""One function per lifecycle stage: explicit inputs in, a small result object out."""
+
+from __future__ import annotations
+
+from mlops.stages.baseline import baseline
+from mlops.stages.evaluate import evaluate
+from mlops.stages.pipeline import (
+    close_training_run,
+    open_training_run,
+    record_prepared,
+    run_training_pipeline,
+)
+from mlops.stages.prepare import prepare
+from mlops.stages.register import register
+from mlops.stages.results import (
+    BaselineResult,
+    EvaluationResult,
+    PipelineResult,
+    PreparedData,
+    RegisteredModel,
+    TrainedModel,
+)
+from mlops.stages.train import train
+
+__all__ = [
+    "BaselineResult",
+    "EvaluationResult",
+    "PipelineResult",
+    "PreparedData",
+    "RegisteredModel",
+    "TrainedModel",
+    "baseline",
+    "close_training_run",
+    "evaluate",
+    "open_training_run",
+    "prepare",
+    "record_prepared",
+    "register",
+    "run_training_pipeline",
+    "train",
+]

@@ -1,0 +1,269 @@
+"""Train: run the training job on the backend, then log curves and the model to MLflow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import tempfile
+import uuid
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops.backends import TrainingJobSpec, get_backend
+from mlops.backends.base import LogSink
+from mlops.errors import ConfigError, TrainingError
+from mlops.settings import TrainingSettings
+from mlops.stages._progress import stage_done, stage_started
+from mlops.stages.prepare import load_split
+from mlops.stages.results import PreparedData, TrainedModel
+from mlops.tracking import Tags, connect
+from mlops.training import CURVES_FILE, METADATA_FILE, MODEL_FILE
+from mlops.types import Task
+
+if TYPE_CHECKING:
+    from mlops.settings import Settings
+
+__all__ = ["load_xgboost_model", "resolve_hyperparameters", "train", "validate_model_name"]
+
+logger = logging.getLogger(__name__)
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def validate_model_name(name: str) -> str:
+    """Model names become experiment, job and endpoint names: keep them portable."""
+    if not _MODEL_NAME.match(name or ""):
+        raise ConfigError(
+            f"model name {name!r} is not valid: use 1-63 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit (e.g. --model-name taxi-fare)"
+        )
+    return name
+
+
+def resolve_hyperparameters(
+    settings: Settings, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Settings' hyperparameters with ``overrides`` applied and validated."""
+    merged = settings.training.model_dump()
+    for key, value in (overrides or {}).items():
+        if key in TrainingSettings.model_fields:
+            merged[key] = value
+        else:
+            merged.setdefault("extra", {})[key] = value
+    try:
+        return TrainingSettings.model_validate(merged).hyperparameters()
+    except Exception as exc:
+        raise ConfigError(
+            f"invalid hyperparameters {overrides}: {exc}; see `mlops config show` for the "
+            "accepted names and ranges"
+        ) from None
+
+
+def _job_name(model_name: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    base = re.sub(r"[^A-Za-z0-9-]", "-", model_name)[:30].strip("-") or "model"
+    return f"{base}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def load_xgboost_model(model_dir: Path, task: Task) -> Any:
+    """Load the native-format model a training job wrote into its sklearn-API class."""
+    import xgboost as xgb
+
+    model = xgb.XGBRegressor() if task is Task.REGRESSION else xgb.XGBClassifier()
+    model.load_model(model_dir / MODEL_FILE)
+    return model
+
+
+def _fingerprint(prepared: PreparedData, hyperparameters: dict[str, Any]) -> str:
+    import xgboost as xgb
+
+    from mlops import __version__
+
+    payload = json.dumps(
+        {
+            "data": prepared.digest,
+            "hp": hyperparameters,
+            "mlops": __version__,
+            "xgboost": xgb.__version__,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def train(
+    settings: Settings,
+    prepared: PreparedData,
+    *,
+    model_name: str,
+    run_id: str,
+    hyperparameters: dict[str, Any] | None = None,
+    on_log: LogSink | None = None,
+) -> TrainedModel:
+    """Run the training job and log its model (xgboost flavor), curves and inputs to ``run_id``.
+
+    Args:
+        settings: effective settings (backend, hyperparameters, seed).
+        prepared: output of the prepare stage.
+        model_name: registered model name the run belongs to.
+        run_id: MLflow run to log into.
+        hyperparameters: overrides of ``settings.training``.
+        on_log: receives each line the training program prints.
+    """
+    import mlflow
+    import mlflow.xgboost
+    from mlflow.entities import Metric, Param
+    from mlflow.models import infer_signature
+
+    from mlops.evaluation.plots import plot_learning_curves
+
+    validate_model_name(model_name)
+    params = resolve_hyperparameters(settings, hyperparameters)
+    job_params = {
+        **params,
+        "target": prepared.target,
+        "task": str(prepared.task),
+        "seed": settings.seed,
+        "classes": json.dumps(prepared.classes),
+    }
+    if prepared.task is Task.MULTICLASS:
+        job_params["num_class"] = len(prepared.classes)
+    job_name = _job_name(model_name)
+    stage_started("train", f"job {job_name} on the {settings.backend} backend")
+    backend = get_backend(settings)
+    spec = TrainingJobSpec(
+        job_name=job_name,
+        channels={
+            "train": str(prepared.split_path("train")),
+            "validation": str(prepared.split_path("validation")),
+        },
+        hyperparameters=job_params,
+    )
+    result = backend.run_training_job(spec, on_log=on_log)
+    if result.status != "Completed":
+        raise TrainingError(
+            f"training job {job_name} {result.status.lower()}: {result.failure_reason}; "
+            f"its files are in {result.model_dir.parent}"
+        )
+    metadata = json.loads((result.model_dir / METADATA_FILE).read_text())
+    curves: dict[str, dict[str, list[float]]] = json.loads(
+        (result.output_dir / "data" / CURVES_FILE).read_text()
+    )
+    model = load_xgboost_model(result.model_dir, prepared.task)
+
+    client = connect(settings)
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    logged_params = {
+        **{k: v for k, v in params.items() if k != "extra"},
+        **{f"extra.{k}": v for k, v in params.get("extra", {}).items()},
+        "task": str(prepared.task),
+        "target": prepared.target,
+        "features": ",".join(prepared.features),
+        "n_train": prepared.rows["train"],
+        "n_validation": prepared.rows["validation"],
+        "n_test": prepared.rows["test"],
+        "best_iteration": metadata["best_iteration"],
+        "backend": settings.backend,
+    }
+    client.log_batch(
+        run_id,
+        params=[Param(k, str(v)[:6000]) for k, v in logged_params.items()],
+        tags=[],
+    )
+    metrics = [
+        Metric(f"{split}_{name}", float(value), now, step)
+        for split, by_metric in curves.items()
+        for name, values in by_metric.items()
+        for step, value in enumerate(values)
+    ]
+    for start in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
+    for key, value in {
+        Tags.TRAINING_JOB: job_name,
+        Tags.BACKEND: settings.backend,
+    }.items():
+        client.set_tag(run_id, key, value)
+
+    train_frame = load_split(prepared, "train")
+    features = train_frame[prepared.features]
+    example = features.head(5)
+    fingerprint = _fingerprint(prepared, params)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # Integer columns stay integers on purpose: callers pass the training dtypes, and
+        # MLflow refuses int64 input for a double column. Its hint about that is noise here.
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        plot = plot_learning_curves(
+            curves, Path(tmp) / "learning_curves.png", best_iteration=metadata["best_iteration"]
+        )
+        client.log_artifact(run_id, str(plot), "plots")
+        logged = mlflow.xgboost.log_model(
+            model,
+            name="model",
+            run_id=run_id,
+            signature=infer_signature(example, model.predict(example)),
+            input_example=example,
+            model_format="ubj",
+            metadata={
+                "mlops": {
+                    "task": str(prepared.task),
+                    "target": prepared.target,
+                    "features": prepared.features,
+                    "classes": prepared.classes,
+                    "best_iteration": metadata["best_iteration"],
+                    "fingerprint": fingerprint,
+                }
+            },
+            tags={Tags.FINGERPRINT: fingerprint},
+        )
+        _log_inputs(run_id, prepared)
+    stage_done(
+        "train",
+        f"best iteration {metadata['best_iteration']} of {metadata['rounds']} "
+        f"in {result.duration_s:.1f}s",
+    )
+    return TrainedModel(
+        model_name=model_name,
+        run_id=run_id,
+        model_uri=logged.model_uri,
+        model_id=getattr(logged, "model_id", None),
+        job_name=job_name,
+        best_iteration=metadata["best_iteration"],
+        rounds=metadata["rounds"],
+        hyperparameters=params,
+        fingerprint=fingerprint,
+        duration_s=result.duration_s,
+    )
+
+
+def _log_inputs(run_id: str, prepared: PreparedData) -> None:
+    """Dataset lineage: each split as an MLflow dataset input of the run."""
+    import mlflow
+    from mlflow.entities import DatasetInput, InputTag
+
+    inputs = []
+    for split, context in (
+        ("train", "training"),
+        ("validation", "validation"),
+        ("test", "testing"),
+    ):
+        frame = load_split(prepared, split)
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source twice and warns that it is ambiguous.
+            warnings.filterwarnings("ignore", message=".*interpreted in multiple ways")
+            dataset = mlflow.data.from_pandas(
+                frame,
+                source=str(prepared.split_path(split)),
+                name=f"{prepared.source}:{split}",
+                targets=prepared.target,
+            )
+        inputs.append(
+            DatasetInput(
+                dataset._to_mlflow_entity(),
+                tags=[InputTag("mlflow.data.context", context)],
+            )
+        )
+    mlflow.MlflowClient().log_inputs(run_id, datasets=inputs)

@@ -1,0 +1,26 @@
+"""MLflow conventions: where runs go, what they are tagged with, how to connect."""
+
+from __future__ import annotations
+
+from mlops.tracking.conventions import (
+    ALIAS_CHALLENGER,
+    ALIAS_CHAMPION,
+    Tags,
+    deployments_experiment,
+    monitoring_experiment,
+    training_experiment,
+)
+from mlops.tracking.store import connect, ensure_experiment, finish_run, start_run
+
+__all__ = [
+    "ALIAS_CHALLENGER",
+    "ALIAS_CHAMPION",
+    "Tags",
+    "connect",
+    "deployments_experiment",
+    "ensure_experiment",
+    "finish_run",
+    "monitoring_experiment",
+    "start_run",
+    "training_experiment",
+]
