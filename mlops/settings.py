@@ -17,11 +17,20 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -43,7 +52,13 @@ __all__ = [
 DEFAULT_PROJECT_FILE = "mlops.toml"
 
 
-class SplitSettings(BaseModel):
+class _Section(BaseModel):
+    """A table of the settings: a misspelt key is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitSettings(_Section):
     """Fractions of the prepared table for each split (the safe-deployment pipeline's 80/15/5)."""
 
     train: float = Field(0.80, gt=0, lt=1)
@@ -62,7 +77,7 @@ class SplitSettings(BaseModel):
         return test
 
 
-class TrainingSettings(BaseModel):
+class TrainingSettings(_Section):
     """XGBoost hyperparameters (names as in XGBoost's sklearn API) and early stopping."""
 
     n_estimators: int = Field(300, ge=1, le=100_000)
@@ -84,14 +99,14 @@ class TrainingSettings(BaseModel):
         return params
 
 
-class Threshold(BaseModel):
+class Threshold(_Section):
     """An absolute bound on one evaluation metric."""
 
     min: float | None = None
     max: float | None = None
 
 
-class GateSettings(BaseModel):
+class GateSettings(_Section):
     """The quality gate between evaluation and registration."""
 
     thresholds: dict[str, Threshold] = Field(
@@ -107,13 +122,13 @@ class GateSettings(BaseModel):
     )
 
 
-class BaselineSettings(BaseModel):
+class BaselineSettings(_Section):
     """The monitoring baseline made at training time."""
 
     sample_rows: int = Field(5000, ge=10)
 
 
-class NotificationSettings(BaseModel):
+class NotificationSettings(_Section):
     """Where failure notifications go: a log line by default."""
 
     channel: Literal["log", "apprise", "prefect-block"] = "log"
@@ -121,7 +136,7 @@ class NotificationSettings(BaseModel):
     prefect_block: str | None = Field(None, description="name of a Prefect notification block")
 
 
-class AwsSettings(BaseModel):
+class AwsSettings(_Section):
     """AWS access for S3 data and the SageMaker backend; boto3 reads AWS_* itself."""
 
     region: str | None = None
@@ -218,13 +233,18 @@ def load_settings(**overrides: Any) -> Settings:
             f"invalid settings ({problems}); fix them in {project_file} or in the MLOPS_* "
             "environment variables (see `mlops config show`)"
         ) from None
+    except SettingsError as exc:  # e.g. a list or table variable that is not valid JSON
+        raise ConfigError(
+            f"invalid settings ({exc}); list and table values in MLOPS_* variables must be "
+            "JSON, e.g. MLOPS_NOTIFICATIONS__APPRISE_URLS='[\"slack://...\"]'"
+        ) from None
     except Exception as exc:  # a malformed TOML file
         if "toml" in type(exc).__module__.lower() or "TOML" in str(exc):
             raise ConfigError(f"cannot parse {project_file}: {exc}; fix the TOML syntax") from None
         raise
 
 
-_URI_PASSWORD = re.compile(r"(?P<scheme>[a-z0-9+.-]+://)(?P<user>[^:/@]+):(?P<pw>[^@/]+)@", re.I)
+_URI_PASSWORD = re.compile(r"(?P<scheme>[a-z0-9+.-]+://)(?P<user>[^:/@]*):(?P<pw>[^@/]+)@", re.I)
 
 
 def mask_uri(uri: str | None) -> str | None:

@@ -65,18 +65,22 @@ class LocalBackend:
                 f"training job {spec.job_name!r} already exists at {root}; "
                 "job names must be unique: pick another name or delete that folder"
             )
+        sources = {
+            channel: Path(uri.removeprefix("file://")) for channel, uri in spec.channels.items()
+        }
+        for channel, source in sources.items():  # before creating anything: the name stays free
+            if not source.exists():
+                raise BackendError(
+                    f"channel {channel!r} of job {spec.job_name!r} points to "
+                    f"{spec.channels[channel]}, which does not exist; run the prepare stage "
+                    "first or fix the path"
+                )
         config_dir, data_dir = root / "input" / "config", root / "input" / "data"
         model_dir, output_dir = root / "model", root / "output"
         for folder in (config_dir, data_dir, model_dir, output_dir / "data"):
             folder.mkdir(parents=True, exist_ok=True)
 
-        for channel, uri in spec.channels.items():
-            source = Path(uri.removeprefix("file://"))
-            if not source.exists():
-                raise BackendError(
-                    f"channel {channel!r} of job {spec.job_name!r} points to {uri}, which does "
-                    "not exist; run the prepare stage first or fix the path"
-                )
+        for channel, source in sources.items():
             stage_channel(source, data_dir / channel)
 
         hyperparameters = {k: str(v) for k, v in spec.hyperparameters.items()}

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlops.stages._artifacts import save_result
 from mlops.stages._progress import stage_done, stage_started
 from mlops.stages.evaluate import predict_scores
 from mlops.stages.prepare import load_split
@@ -72,10 +73,12 @@ def baseline(settings: Settings, prepared: PreparedData, trained: TrainedModel) 
     root = client.get_run(trained.run_id).info.artifact_uri.rstrip("/") + f"/{BASELINE_DIR}"
     client.set_tag(trained.run_id, Tags.BASELINE_URI, root)
     stage_done("baseline", f"{len(statistics['features'])} features, {len(sample)} reference rows")
-    return BaselineResult(
+    result = BaselineResult(
         uri=root,
         statistics_uri=f"{root}/statistics.json",
         constraints_uri=f"{root}/constraints.json",
         reference_uri=f"{root}/reference.parquet",
         reference_rows=len(sample),
     )
+    save_result(client, trained.run_id, "baseline", result)
+    return result

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops.errors import GateFailedError
 from mlops.registry import get_alias_version
+from mlops.stages._artifacts import save_result
 from mlops.stages._progress import stage_done, stage_started
 from mlops.stages.prepare import load_split
 from mlops.stages.results import EvaluationResult, PreparedData, TrainedModel
@@ -148,6 +149,7 @@ def evaluate(settings: Settings, prepared: PreparedData, trained: TrainedModel) 
         champion_metrics=champion_metrics,
         champion_note=note,
     )
+    save_result(client, trained.run_id, "evaluate", result)
     if not gate.passed:
         stage_done("evaluate", "quality gate FAILED")
         raise GateFailedError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mlops.backends.base import LogSink
+from mlops.stages._artifacts import save_result
 from mlops.stages.baseline import baseline
 from mlops.stages.evaluate import evaluate
 from mlops.stages.prepare import prepare
@@ -49,6 +50,7 @@ def record_prepared(settings: Settings, run_id: str, prepared: PreparedData) -> 
         client.set_tag(run_id, key, value)
     if prepared.notes:
         client.set_tag(run_id, "mlops.prepare_notes", "; ".join(prepared.notes)[:5000])
+    save_result(client, run_id, "prepare", prepared)
 
 
 def close_training_run(settings: Settings, run_id: str, *, failed: bool) -> None:

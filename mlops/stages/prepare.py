@@ -113,6 +113,11 @@ def prepare(
             "give exactly one of --dataset NAME (built-in: taxi, mammography, iris) or "
             "--data PATH_OR_S3_URI --target COLUMN"
         )
+    if task and task not in set(Task):
+        raise ConfigError(
+            f"task {task!r} is not one of {', '.join(Task)}; pick one, or leave it out to infer "
+            "it from the target"
+        )
     wanted = Task(task) if task else None
     stage_started("prepare", dataset or data or "")
     if dataset is not None:

@@ -17,6 +17,7 @@ from mlops.backends import TrainingJobSpec, get_backend
 from mlops.backends.base import LogSink
 from mlops.errors import ConfigError, TrainingError
 from mlops.settings import TrainingSettings
+from mlops.stages._artifacts import save_result
 from mlops.stages._progress import stage_done, stage_started
 from mlops.stages.prepare import load_split
 from mlops.stages.results import PreparedData, TrainedModel
@@ -160,8 +161,6 @@ def train(
     logged_params = {
         **{k: v for k, v in params.items() if k != "extra"},
         **{f"extra.{k}": v for k, v in params.get("extra", {}).items()},
-        "task": str(prepared.task),
-        "target": prepared.target,
         "features": ",".join(prepared.features),
         "n_train": prepared.rows["train"],
         "n_validation": prepared.rows["validation"],
@@ -225,7 +224,7 @@ def train(
         f"best iteration {metadata['best_iteration']} of {metadata['rounds']} "
         f"in {result.duration_s:.1f}s",
     )
-    return TrainedModel(
+    trained = TrainedModel(
         model_name=model_name,
         run_id=run_id,
         model_uri=logged.model_uri,
@@ -237,6 +236,8 @@ def train(
         fingerprint=fingerprint,
         duration_s=result.duration_s,
     )
+    save_result(client, run_id, "train", trained)
+    return trained
 
 
 def _log_inputs(run_id: str, prepared: PreparedData) -> None:

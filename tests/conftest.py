@@ -1,0 +1,108 @@
+"""Shared fixtures: one real Prefect server per session, MLflow stores in temp dirs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlops.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+# Variables of the developer's shell that would point tests at real stores.
+_LEAKY = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLOPS_CONFIG",
+          "PREFECT_API_URL", "PREFECT_PROFILE")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("MLOPS_") or name in _LEAKY:
+            monkeypatch.delenv(name, raising=False)
+    if "_MLOPS_TEST_PREFECT_API_URL" in os.environ:
+        monkeypatch.setenv("PREFECT_API_URL", os.environ["_MLOPS_TEST_PREFECT_API_URL"])
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``prefect server start`` on a free loopback port; yields its API URL."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in _LEAKY},
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+    }
+    log = (home / "server.log").open("w")
+    proc = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(
+                f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}"
+            )
+        time.sleep(0.3)
+
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    os.environ["_MLOPS_TEST_PREFECT_API_URL"] = url
+    os.environ["PREFECT_API_URL"] = url
+    with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_HOME: str(home)}):
+        yield url
+    os.environ.pop("_MLOPS_TEST_PREFECT_API_URL", None)
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def make_settings(root: Path, **overrides: object) -> Settings:
+    """Settings with every piece of state under ``root``, small and fast training."""
+    values: dict[str, object] = {
+        "work_dir": root / ".mlops",
+        "training": {"n_estimators": 60, "early_stopping_rounds": 10, "n_jobs": 2},
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Fresh settings: SQLite MLflow store and work dir under this test's temp dir."""
+    return make_settings(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings shared by a module's tests (one MLflow store: creating one takes seconds)."""
+    return make_settings(tmp_path_factory.mktemp("store"))
