@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench ui prefect-ui clean
+.PHONY: install demo test test-fast lint bench ui prefect-ui deploy worker lock clean
+
+# Prefect state of the demo stays in the project, so `make prefect-ui` shows its runs.
+export PREFECT_HOME ?= $(CURDIR)/.mlops/prefect
 
 install: $(STAMP)
 
@@ -34,10 +37,20 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py
 
 ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///.mlops/mlflow.db --port 5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.mlops/mlflow.db --port 5000
 
 prefect-ui: $(STAMP)
-	PREFECT_HOME=$(CURDIR)/.mlops/prefect $(BIN)/prefect server start
+	$(BIN)/prefect server start
+
+# Deployments from prefect.yaml (needs a running server: `make prefect-ui` and
+# PREFECT_API_URL=http://127.0.0.1:4200/api), then a worker that runs them.
+deploy: $(STAMP)
+	$(BIN)/prefect work-pool inspect mlops-local >/dev/null 2>&1 || \
+	  $(BIN)/prefect work-pool create mlops-local --type process
+	$(BIN)/prefect --no-prompt deploy --all
+
+worker: $(STAMP)
+	$(BIN)/prefect worker start --pool mlops-local
 
 # Regenerate the pinned set after changing dependencies in pyproject.toml.
 lock:
