@@ -136,7 +136,7 @@ def main() -> None:
         finally:
             from prefect.logging.handlers import APILogHandler
 
-            APILogHandler.flush()  # ship queued run logs before the server goes away
+            APILogHandler().flush()  # ship queued run logs before the server goes away
             server.terminate()
             server.wait(timeout=30)
 

@@ -24,6 +24,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_serializer,
     field_validator,
 )
 from pydantic_settings import (
@@ -173,6 +174,12 @@ class Settings(BaseSettings):
     baseline: BaselineSettings = Field(default_factory=BaselineSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
+
+    @field_serializer("tracking_uri", "registry_uri", when_used="json")
+    def _mask_uri_passwords(self, uri: str | None) -> str | None:
+        # JSON dumps end up in places people read (Prefect stores flow parameters): never
+        # let a store password travel with them.
+        return mask_uri(uri)
 
     @classmethod
     def settings_customise_sources(

@@ -77,6 +77,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     os.environ["PREFECT_API_URL"] = url
     with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_HOME: str(home)}):
         yield url
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler().flush()  # ship queued run logs while the server is still up
     os.environ.pop("_MLOPS_TEST_PREFECT_API_URL", None)
     proc.terminate()
     try:
