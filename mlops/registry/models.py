@@ -38,6 +38,9 @@ class VersionSummary:
     created_at: str
     run_id: str | None
     metrics: dict[str, float] = field(default_factory=dict)
+    approved_by: str | None = None
+    approved_at: str | None = None
+    approval_comment: str | None = None
 
 
 def _model_exists(client: MlflowClient, name: str) -> bool:
@@ -117,6 +120,11 @@ def register_version(
 
     existing = find_version_by_fingerprint(client, name, fingerprint)
     if existing is not None:
+        pending = existing.tags.get(Tags.APPROVAL) == "pending"
+        if pending and get_alias_version(client, name, ALIAS_CHALLENGER) is None:
+            # An earlier attempt died between creating the version and setting its alias.
+            client.set_registered_model_alias(name, ALIAS_CHALLENGER, existing.version)
+            existing = client.get_model_version(name, existing.version)
         return existing, False
     new_model = not _model_exists(client, name)
     all_tags = {
@@ -228,6 +236,9 @@ def list_versions(client: MlflowClient, name: str | None = None) -> list[Version
                     ),
                     run_id=mv.run_id,
                     metrics=metrics,
+                    approved_by=mv.tags.get(Tags.APPROVED_BY),
+                    approved_at=mv.tags.get(Tags.APPROVED_AT),
+                    approval_comment=mv.tags.get(Tags.APPROVAL_COMMENT),
                 )
             )
     return rows

@@ -36,7 +36,7 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 def validate_model_name(name: str) -> str:
     """Model names become experiment, job and endpoint names: keep them portable."""
-    if not _MODEL_NAME.match(name or ""):
+    if not _MODEL_NAME.fullmatch(name or ""):
         raise ConfigError(
             f"model name {name!r} is not valid: use 1-63 letters, digits, '-', '_' or '.', "
             "starting with a letter or digit (e.g. --model-name taxi-fare)"
@@ -76,6 +76,17 @@ def load_xgboost_model(model_dir: Path, task: Task) -> Any:
     model = xgb.XGBRegressor() if task is Task.REGRESSION else xgb.XGBClassifier()
     model.load_model(model_dir / MODEL_FILE)
     return model
+
+
+def model_requirements() -> list[str]:
+    """Exact pins the logged model needs to load (what MLflow would otherwise infer by
+    importing the model in a subprocess, which costs seconds per model)."""
+    from importlib.metadata import version
+
+    return [
+        f"{dist}=={version(dist)}"
+        for dist in ("mlflow", "xgboost", "scikit-learn", "pandas", "numpy", "scipy")
+    ]
 
 
 def _fingerprint(prepared: PreparedData, hyperparameters: dict[str, Any]) -> str:
@@ -206,6 +217,7 @@ def train(
             signature=infer_signature(example, model.predict(example)),
             input_example=example,
             model_format="ubj",
+            pip_requirements=model_requirements(),
             metadata={
                 "mlops": {
                     "task": str(prepared.task),
