@@ -83,6 +83,39 @@ class _StageProgress(logging.Handler):
             self.progress.update(self.bar, description=f"train {line.split()[0]}")
 
 
+class _WithoutTracebacks(logging.Formatter):
+    """Formats like ``inner`` but leaves tracebacks out: the CLI prints the error itself.
+
+    Only the console shows records this way; the Prefect UI still gets the full traceback.
+    """
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+
+
+def _quiet_console_tracebacks() -> list[tuple[logging.Handler, logging.Formatter | None]]:
+    """Drop tracebacks from Prefect's console handlers; return what to restore."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    changed = []
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not isinstance(
+            handler.formatter, _WithoutTracebacks
+        ):
+            changed.append((handler, handler.formatter))
+            handler.setFormatter(_WithoutTracebacks(handler.formatter))
+    return changed
+
+
 def _run_training(settings: Settings, verbose: bool, **params: Any) -> PipelineResult:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -106,10 +139,13 @@ def _run_training(settings: Settings, verbose: bool, **params: Any) -> PipelineR
         stage_logger.addHandler(handler)
         if stage_logger.level == logging.NOTSET or stage_logger.level > logging.INFO:
             stage_logger.setLevel(logging.INFO)
+        quieted = [] if verbose else _quiet_console_tracebacks()
         try:
             return training_pipeline(settings=settings, **params)
         finally:
             stage_logger.removeHandler(handler)
+            for console, formatter in quieted:
+                console.setFormatter(formatter)
 
 
 def _print_result(result: PipelineResult, settings: Settings) -> None:

@@ -14,6 +14,7 @@ from prefect.runtime import flow_run
 
 from flows.hooks import forward_mlops_logs, notify_failure
 from mlops import stages
+from mlops.errors import ConfigError, DataError, DatasetNotFoundError, GateFailedError
 from mlops.settings import Settings, load_settings
 from mlops.stages.results import (
     BaselineResult,
@@ -31,7 +32,31 @@ _ROUND = re.compile(r"^\[(\d+)\]")
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
-@task(name="prepare", retries=2, retry_delay_seconds=5, **_TASK_OPTIONS)
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry what may pass next time (S3 reads, the tracking store), not bad data or settings."""
+    exc = state.data
+    if isinstance(exc, ConfigError | GateFailedError):
+        return False
+    if isinstance(exc, DataError):
+        # Only a failed read may pass later: it wraps the network/S3 error. Bad content (a
+        # missing column, an unparseable file: ValueErrors underneath) fails the same way again.
+        cause = exc.__cause__
+        return (
+            cause is not None
+            and not isinstance(cause, ValueError)
+            and not isinstance(exc, DatasetNotFoundError)
+        )
+    return True
+
+
+_RETRIES: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": 5,
+    "retry_condition_fn": _worth_retrying,
+}
+
+
+@task(name="prepare", **_RETRIES, **_TASK_OPTIONS)
 def prepare_task(
     settings: Settings,
     run_id: str,
@@ -41,7 +66,7 @@ def prepare_task(
     task_type: str | None,
     rows: int | None,
 ) -> PreparedData:
-    """Read, validate and split the data (retried: it may read from S3)."""
+    """Read, validate and split the data (a failed S3 read is retried; bad data is not)."""
     prepared = stages.prepare(
         settings, dataset=dataset, data=data, target=target, task=task_type, rows=rows
     )
@@ -83,7 +108,7 @@ def evaluate_task(
     return stages.evaluate(settings, prepared, trained)
 
 
-@task(name="baseline", retries=2, retry_delay_seconds=5, **_TASK_OPTIONS)
+@task(name="baseline", **_RETRIES, **_TASK_OPTIONS)
 def baseline_task(
     settings: Settings, prepared: PreparedData, trained: TrainedModel
 ) -> BaselineResult:
@@ -91,7 +116,7 @@ def baseline_task(
     return stages.baseline(settings, prepared, trained)
 
 
-@task(name="register", retries=2, retry_delay_seconds=5, **_TASK_OPTIONS)
+@task(name="register", **_RETRIES, **_TASK_OPTIONS)
 def register_task(
     settings: Settings,
     prepared: PreparedData,

@@ -13,6 +13,7 @@ point runs unchanged in a SageMaker training job.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -127,8 +128,12 @@ class LocalBackend:
             text=True,
             bufsize=1,
         )
+        # on_log runs in the caller's context (e.g. an orchestrator's run and settings context)
         reader = threading.Thread(
-            target=_pump, args=(proc, spec.job_name, on_log), daemon=True, name="job-log"
+            target=contextvars.copy_context().run,
+            args=(_pump, proc, spec.job_name, on_log),
+            daemon=True,
+            name="job-log",
         )
         reader.start()
         try:

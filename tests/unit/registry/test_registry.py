@@ -19,6 +19,7 @@ from mlops.registry import (
     reject,
 )
 from mlops.settings import Settings
+from mlops.stages.train import model_requirements
 from mlops.tracking import Tags, connect, start_run
 
 
@@ -33,7 +34,8 @@ def _logged_model(client: MlflowClient, settings: Settings, experiment: str) -> 
     model = xgb.XGBRegressor(n_estimators=3).fit(x, x.a * 2)
     run_id = start_run(client, settings, experiment=experiment)
     client.log_metric(run_id, "test_rmse", 0.5)
-    info = mlflow.xgboost.log_model(model, name="model", run_id=run_id, input_example=x.head(2))
+    info = mlflow.xgboost.log_model(model, name="model", run_id=run_id, input_example=x.head(2),
+                                    pip_requirements=model_requirements())
     return run_id, info.model_uri
 
 
