@@ -161,20 +161,14 @@ def training_pipeline(
     if dataset is None and data is None:
         dataset = model_name if model_name in ("taxi", "mammography", "iris") else None
     logger = get_run_logger()
-    run_id = stages.open_training_run(
-        settings, model_name, tags={Tags.PREFECT_FLOW_RUN_ID: str(flow_run.id)}
-    )
-    logger.info("MLflow run %s in experiment %r", run_id, training_experiment(model_name))
-    try:
+    tags = {Tags.PREFECT_FLOW_RUN_ID: str(flow_run.id)}
+    with stages.training_run(settings, model_name, tags=tags) as run_id:
+        logger.info("MLflow run %s in experiment %r", run_id, training_experiment(model_name))
         prepared = prepare_task(settings, run_id, dataset, data, target, task, rows)
         trained = train_task(settings, prepared, model_name, run_id, hyperparameters)
         evaluation = evaluate_task(settings, prepared, trained)
         baseline = baseline_task(settings, prepared, trained)
         registered = register_task(settings, prepared, trained, evaluation, baseline)
-    except BaseException:
-        stages.close_training_run(settings, run_id, failed=True)
-        raise
-    stages.close_training_run(settings, run_id, failed=False)
     logger.info(
         "registered %s version %s (%s)",
         registered.name,

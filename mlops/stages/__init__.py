@@ -9,6 +9,7 @@ from mlops.stages.pipeline import (
     open_training_run,
     record_prepared,
     run_training_pipeline,
+    training_run,
 )
 from mlops.stages.prepare import prepare
 from mlops.stages.register import register
@@ -38,4 +39,5 @@ __all__ = [
     "register",
     "run_training_pipeline",
     "train",
+    "training_run",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from mlops.backends.base import LogSink
@@ -17,7 +19,13 @@ from mlops.tracking import Tags, connect, finish_run, start_run, training_experi
 if TYPE_CHECKING:
     from mlops.settings import Settings
 
-__all__ = ["close_training_run", "open_training_run", "record_prepared", "run_training_pipeline"]
+__all__ = [
+    "close_training_run",
+    "open_training_run",
+    "record_prepared",
+    "run_training_pipeline",
+    "training_run",
+]
 
 
 def open_training_run(
@@ -58,6 +66,20 @@ def close_training_run(settings: Settings, run_id: str, *, failed: bool) -> None
     finish_run(connect(settings), run_id, failed=failed)
 
 
+@contextmanager
+def training_run(
+    settings: Settings, model_name: str, *, tags: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Open the training run, yield its id, and close it FINISHED, or FAILED on any error."""
+    run_id = open_training_run(settings, model_name, tags=tags)
+    try:
+        yield run_id
+    except BaseException:
+        close_training_run(settings, run_id, failed=True)
+        raise
+    close_training_run(settings, run_id, failed=False)
+
+
 def run_training_pipeline(
     settings: Settings,
     *,
@@ -76,8 +98,7 @@ def run_training_pipeline(
     The ``training-pipeline`` Prefect flow runs the same stages as tasks; this function is
     what the MLproject ``main`` entry point and the benchmark's anchor call.
     """
-    run_id = open_training_run(settings, model_name, tags=tags)
-    try:
+    with training_run(settings, model_name, tags=tags) as run_id:
         prepared = prepare(
             settings, dataset=dataset, data=data, target=target, task=task, rows=rows
         )
@@ -93,10 +114,6 @@ def run_training_pipeline(
         evaluation = evaluate(settings, prepared, trained)
         base = baseline(settings, prepared, trained)
         registered = register(settings, prepared, trained, evaluation, base)
-    except BaseException:
-        close_training_run(settings, run_id, failed=True)
-        raise
-    close_training_run(settings, run_id, failed=False)
     return PipelineResult(
         run_id=run_id,
         experiment=training_experiment(model_name),
