@@ -154,17 +154,18 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
+        populate_by_name=True,  # `tracking_uri = ...` in mlops.toml and Settings(tracking_uri=)
     )
 
     work_dir: Path = Field(Path(".mlops"), description="local state: MLflow store, jobs, data")
     tracking_uri: str | None = Field(
         None,
-        validation_alias=AliasChoices("tracking_uri", "MLOPS_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        validation_alias=AliasChoices("MLOPS_TRACKING_URI", "MLFLOW_TRACKING_URI"),
         description="MLflow tracking URI; default sqlite:///<work_dir>/mlflow.db",
     )
     registry_uri: str | None = Field(
         None,
-        validation_alias=AliasChoices("registry_uri", "MLOPS_REGISTRY_URI", "MLFLOW_REGISTRY_URI"),
+        validation_alias=AliasChoices("MLOPS_REGISTRY_URI", "MLFLOW_REGISTRY_URI"),
     )
     backend: Literal["local", "sagemaker"] = "local"
     seed: int = 42
@@ -211,10 +212,12 @@ class Settings(BaseSettings):
 
     @property
     def effective_aws_region(self) -> str | None:
-        """The AWS region: settings first, then boto3's own variables."""
-        return (
-            self.aws.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        )
+        """The AWS region: environment (``MLOPS_AWS__REGION``, then boto3's ``AWS_REGION`` and
+        ``AWS_DEFAULT_REGION``) over the project file, as for every other setting."""
+        for name in ("MLOPS_AWS__REGION", "AWS_REGION", "AWS_DEFAULT_REGION"):
+            if os.environ.get(name):
+                return os.environ[name]
+        return self.aws.region
 
 
 def load_settings(**overrides: Any) -> Settings:

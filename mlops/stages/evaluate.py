@@ -88,6 +88,8 @@ def evaluate(settings: Settings, prepared: PreparedData, trained: TrainedModel) 
     metrics = compute_metrics(prepared.task, y_true, scores)
 
     champion = get_alias_version(client, trained.model_name, ALIAS_CHAMPION)
+    # MLflow 3 gives version numbers as int; results and messages carry them as text
+    champion_version = str(champion.version) if champion is not None else None
     champion_metrics, note = (None, None)
     if champion is not None:
         champion_metrics, note = _champion_scores(trained.model_name, champion, test, prepared)
@@ -98,7 +100,7 @@ def evaluate(settings: Settings, prepared: PreparedData, trained: TrainedModel) 
         metrics,
         thresholds=settings.gate.thresholds or None,
         champion_metrics=champion_metrics,
-        champion_version=champion.version if champion is not None else None,
+        champion_version=champion_version,
         margin=settings.gate.champion_margin,
     )
 
@@ -131,7 +133,7 @@ def evaluate(settings: Settings, prepared: PreparedData, trained: TrainedModel) 
                 {
                     **gate.to_dict(),
                     "metrics": metrics,
-                    "champion_version": champion.version if champion is not None else None,
+                    "champion_version": champion_version,
                     "champion_metrics": champion_metrics,
                     "champion_note": note,
                 },
@@ -145,7 +147,7 @@ def evaluate(settings: Settings, prepared: PreparedData, trained: TrainedModel) 
         metrics=metrics,
         passed=gate.passed,
         reasons=gate.reasons,
-        champion_version=champion.version if champion is not None else None,
+        champion_version=champion_version,
         champion_metrics=champion_metrics,
         champion_note=note,
     )

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 __all__ = ["connect", "ensure_experiment", "finish_run", "start_run"]
 
+_EXPORTED = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
 
 def connect(settings: Settings) -> MlflowClient:
     """Point MLflow at the settings' tracking store and return a client for it.
@@ -32,9 +34,19 @@ def connect(settings: Settings) -> MlflowClient:
                 f"tracking URI {uri} needs the folder {db_dir}, which does not exist; "
                 "create it or set MLOPS_TRACKING_URI to another store"
             )
-    mlflow.set_tracking_uri(uri)
-    if settings.registry_uri:
-        mlflow.set_registry_uri(settings.registry_uri)
+    # MLflow also exports these to MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI in os.environ,
+    # where the next load_settings() of this process would read them as the user's own
+    # variables (and a store of one call would leak into the next): keep the environment.
+    saved = {name: os.environ.get(name) for name in _EXPORTED}
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(settings.registry_uri)  # None: the tracking store's registry
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return MlflowClient(tracking_uri=uri, registry_uri=settings.registry_uri)
 
 
