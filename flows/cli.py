@@ -201,6 +201,16 @@ def _print_ui_commands(settings: Settings) -> None:
         )
 
 
+def _precheck(model_name: str, dataset: str | None) -> None:
+    """Fail in milliseconds on what is wrong before any server or data is touched."""
+    from mlops.data import BUILTIN_DATASETS, load_builtin
+    from mlops.stages.train import validate_model_name
+
+    validate_model_name(model_name)
+    if dataset is not None and dataset not in BUILTIN_DATASETS:
+        load_builtin(dataset)  # raises the DatasetNotFoundError that lists the known names
+
+
 @app.command()
 def train(
     model_name: Annotated[str, typer.Option("--model-name", "-m", help="registered model name")],
@@ -221,6 +231,7 @@ def train(
         )
     if task is not None and task not in ("regression", "binary", "multiclass"):
         raise ConfigError(f"--task {task!r} is not one of regression, binary, multiclass")
+    _precheck(model_name, dataset)
     settings = _settings()
     result = _run_training(
         settings,
