@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 .PHONY: install demo test test-fast lint bench ui prefect-ui deploy worker lock clean
 
 # Prefect state of the demo stays in the project, so `make prefect-ui` shows its runs.
-export PREFECT_HOME ?= $(CURDIR)/.mlops/prefect
+PREFECT_HOME ?= $(CURDIR)/.mlops/prefect
+WITH_PREFECT_HOME = mkdir -p $(PREFECT_HOME) && PREFECT_HOME=$(PREFECT_HOME)
 
 install: $(STAMP)
 
@@ -20,7 +21,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $@
 
 demo: $(STAMP)
-	$(BIN)/mlops demo
+	$(WITH_PREFECT_HOME) $(BIN)/mlops demo
 
 test: $(STAMP)
 	$(BIN)/lint-imports
@@ -40,17 +41,17 @@ ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.mlops/mlflow.db --port 5000
 
 prefect-ui: $(STAMP)
-	$(BIN)/prefect server start
+	$(WITH_PREFECT_HOME) $(BIN)/prefect server start
 
 # Deployments from prefect.yaml (needs a running server: `make prefect-ui` and
 # PREFECT_API_URL=http://127.0.0.1:4200/api), then a worker that runs them.
 deploy: $(STAMP)
-	$(BIN)/prefect work-pool inspect mlops-local >/dev/null 2>&1 || \
-	  $(BIN)/prefect work-pool create mlops-local --type process
-	$(BIN)/prefect --no-prompt deploy --all
+	$(WITH_PREFECT_HOME) $(BIN)/prefect work-pool inspect mlops-local >/dev/null 2>&1 || \
+	  $(WITH_PREFECT_HOME) $(BIN)/prefect work-pool create mlops-local --type process
+	$(WITH_PREFECT_HOME) $(BIN)/prefect --no-prompt deploy --all
 
 worker: $(STAMP)
-	$(BIN)/prefect worker start --pool mlops-local
+	$(WITH_PREFECT_HOME) $(BIN)/prefect worker start --pool mlops-local
 
 # Regenerate the pinned set after changing dependencies in pyproject.toml.
 lock:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect.logging.handlers import APILogHandler
@@ -13,13 +15,29 @@ from mlops.settings import load_settings
 __all__ = ["forward_mlops_logs", "notify_failure"]
 
 
-def forward_mlops_logs() -> None:
-    """Send the ``mlops`` loggers' INFO records to the Prefect UI of the current run."""
+@contextmanager
+def forward_mlops_logs() -> Iterator[None]:
+    """While a flow runs, send the ``mlops`` loggers' INFO records to its Prefect logs.
+
+    Scoped to the run: the same stages called outside a flow must not talk to the API.
+    (With ``PREFECT_LOGGING_EXTRA_LOGGERS=mlops`` Prefect attaches its own handler; then
+    nothing is added.)
+    """
     mlops_logger = logging.getLogger("mlops")
-    if mlops_logger.level == logging.NOTSET or mlops_logger.level > logging.INFO:
+    level = mlops_logger.level
+    if level == logging.NOTSET or level > logging.INFO:
         mlops_logger.setLevel(logging.INFO)
+    handler = None
     if not any(isinstance(h, APILogHandler) for h in mlops_logger.handlers):
-        mlops_logger.addHandler(APILogHandler())
+        handler = APILogHandler()
+        mlops_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            handler.flush()
+            mlops_logger.removeHandler(handler)
+        mlops_logger.setLevel(level)
 
 
 def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:

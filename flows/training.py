@@ -156,13 +156,12 @@ def training_pipeline(
         hyperparameters: XGBoost overrides, e.g. ``{"max_depth": 8}``.
         settings: effective settings; loaded from mlops.toml and MLOPS_* when left out.
     """
-    forward_mlops_logs()
     settings = settings or load_settings()
     if dataset is None and data is None:
         dataset = model_name if model_name in ("taxi", "mammography", "iris") else None
     logger = get_run_logger()
     tags = {Tags.PREFECT_FLOW_RUN_ID: str(flow_run.id)}
-    with stages.training_run(settings, model_name, tags=tags) as run_id:
+    with forward_mlops_logs(), stages.training_run(settings, model_name, tags=tags) as run_id:
         logger.info("MLflow run %s in experiment %r", run_id, training_experiment(model_name))
         prepared = prepare_task(settings, run_id, dataset, data, target, task, rows)
         trained = train_task(settings, prepared, model_name, run_id, hyperparameters)
