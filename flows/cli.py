@@ -78,10 +78,6 @@ class _StageProgress(logging.Handler):
             self.progress.advance(self.bar)
             self.progress.console.print(f"[green]✓[/] {record.getMessage()}")
 
-    def job_line(self, line: str) -> None:
-        if line.startswith("["):
-            self.progress.update(self.bar, description=f"train {line.split()[0]}")
-
 
 class _WithoutTracebacks(logging.Formatter):
     """Formats like ``inner`` but leaves tracebacks out: the CLI prints the error itself.

@@ -14,6 +14,7 @@ from prefect.runtime import flow_run
 
 from flows.hooks import forward_mlops_logs, notify_failure
 from mlops import stages
+from mlops.data import BUILTIN_DATASETS
 from mlops.errors import ConfigError, DataError, DatasetNotFoundError, GateFailedError
 from mlops.settings import Settings, load_settings
 from mlops.stages.results import (
@@ -158,7 +159,7 @@ def training_pipeline(
     """
     settings = settings or load_settings()
     if dataset is None and data is None:
-        dataset = model_name if model_name in ("taxi", "mammography", "iris") else None
+        dataset = model_name if model_name in BUILTIN_DATASETS else None
     logger = get_run_logger()
     tags = {Tags.PREFECT_FLOW_RUN_ID: str(flow_run.id)}
     with forward_mlops_logs(), stages.training_run(settings, model_name, tags=tags) as run_id:

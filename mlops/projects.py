@@ -72,11 +72,11 @@ def _run(args: argparse.Namespace) -> str:
             data_kwargs["dataset"] = "taxi"
 
     if args.entry == "main":
-        result = stages.run_training_pipeline(
-            settings, model_name=args.model_name, **data_kwargs
+        result = stages.run_training_pipeline(settings, model_name=args.model_name, **data_kwargs)
+        return (
+            f"registered {result.registered.name} v{result.registered.version} "
+            f"(created={result.registered.created}) metrics={result.evaluation.metrics}"
         )
-        return (f"registered {result.registered.name} v{result.registered.version} "
-                f"(created={result.registered.created}) metrics={result.evaluation.metrics}")
 
     if args.entry in ("prepare", "train"):
         run_id = stages.open_training_run(settings, args.model_name)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +76,7 @@ def evaluate(settings: Settings, prepared: PreparedData, trained: TrainedModel) 
         GateFailedError: the challenger failed the gate; the run is tagged with the reasons.
     """
     import mlflow.xgboost
+    from mlflow.entities import Metric
 
     from mlops.evaluation.gate import check_gate
     from mlops.evaluation.metrics import compute_metrics
@@ -104,15 +107,13 @@ def evaluate(settings: Settings, prepared: PreparedData, trained: TrainedModel) 
         margin=settings.gate.champion_margin,
     )
 
-    from mlflow.entities import Metric
-
-    now = int(__import__("time").time() * 1000)
-    logged = [Metric(f"test_{k}", v, now, 0) for k, v in metrics.items() if _finite(v)]
+    now = int(time.time() * 1000)
+    logged = [Metric(f"test_{k}", v, now, 0) for k, v in metrics.items() if math.isfinite(v)]
     if champion_metrics:
         logged += [
             Metric(f"champion_test_{k}", v, now, 0)
             for k, v in champion_metrics.items()
-            if _finite(v)
+            if math.isfinite(v)
         ]
     client.log_batch(trained.run_id, metrics=logged)
     client.set_tag(trained.run_id, Tags.GATE, "passed" if gate.passed else "failed")
@@ -163,9 +164,3 @@ def evaluate(settings: Settings, prepared: PreparedData, trained: TrainedModel) 
     summary = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
     stage_done("evaluate", f"gate passed ({summary})")
     return result
-
-
-def _finite(value: float) -> bool:
-    import math
-
-    return isinstance(value, float | int) and math.isfinite(value)

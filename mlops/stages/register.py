@@ -60,16 +60,10 @@ def register(
         },
         description=f"{prepared.task} on {prepared.source}; test {metrics}",
     )
-    if not created:
-        client.set_tag(
-            trained.run_id,
-            "mlops.registered_as",
-            f"{trained.model_name} v{version.version} (already registered for identical inputs)",
-        )
-    else:
-        client.set_tag(
-            trained.run_id, "mlops.registered_as", f"{trained.model_name} v{version.version}"
-        )
+    note = "" if created else " (already registered for identical inputs)"
+    client.set_tag(
+        trained.run_id, "mlops.registered_as", f"{trained.model_name} v{version.version}{note}"
+    )
     aliases = sorted(
         alias
         for alias, v in client.get_registered_model(trained.model_name).aliases.items()

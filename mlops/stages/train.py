@@ -26,9 +26,18 @@ from mlops.training import CURVES_FILE, METADATA_FILE, MODEL_FILE
 from mlops.types import Task
 
 if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+
     from mlops.settings import Settings
 
-__all__ = ["load_xgboost_model", "resolve_hyperparameters", "train", "validate_model_name"]
+__all__ = [
+    "load_xgboost_model",
+    "model_requirements",
+    "resolve_hyperparameters",
+    "train",
+    "validate_model_name",
+]
 
 logger = logging.getLogger(__name__)
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -230,7 +239,7 @@ def train(
             },
             tags={Tags.FINGERPRINT: fingerprint},
         )
-        _log_inputs(run_id, prepared)
+        _log_inputs(client, run_id, prepared, train_frame)
     stage_done(
         "train",
         f"best iteration {metadata['best_iteration']} of {metadata['rounds']} "
@@ -252,7 +261,9 @@ def train(
     return trained
 
 
-def _log_inputs(run_id: str, prepared: PreparedData) -> None:
+def _log_inputs(
+    client: MlflowClient, run_id: str, prepared: PreparedData, train_frame: pd.DataFrame
+) -> None:
     """Dataset lineage: each split as an MLflow dataset input of the run."""
     import mlflow
     from mlflow.entities import DatasetInput, InputTag
@@ -263,7 +274,7 @@ def _log_inputs(run_id: str, prepared: PreparedData) -> None:
         ("validation", "validation"),
         ("test", "testing"),
     ):
-        frame = load_split(prepared, split)
+        frame = train_frame if split == "train" else load_split(prepared, split)
         with warnings.catch_warnings():
             # MLflow registers its local-file source twice and warns that it is ambiguous.
             warnings.filterwarnings("ignore", message=".*interpreted in multiple ways")
@@ -279,4 +290,4 @@ def _log_inputs(run_id: str, prepared: PreparedData) -> None:
                 tags=[InputTag("mlflow.data.context", context)],
             )
         )
-    mlflow.MlflowClient().log_inputs(run_id, datasets=inputs)
+    client.log_inputs(run_id, datasets=inputs)
