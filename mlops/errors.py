@@ -10,13 +10,23 @@ Every error says what was wrong, with which input, and how to fix it::
     ├── GateFailedError        the quality gate rejected the challenger
     ├── RegistryError          the model registry refused an operation
     │   └── ModelNotFoundError
-    └── BackendError           the compute backend failed
+    ├── BackendError           the compute backend failed
+    ├── ServingError           a model cannot be served (load failed, bad model dir)
+    ├── EndpointError          a local endpoint operation failed
+    │   └── EndpointNotFoundError
+    ├── RolloutError           a rollout could not start or finish (not: rolled back)
+    └── ApprovalError          a version is not approved for production, or no pause to answer
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ApprovalError",
     "BackendError",
+    "EndpointError",
+    "EndpointNotFoundError",
+    "RolloutError",
+    "ServingError",
     "ConfigError",
     "DataError",
     "DatasetNotFoundError",
@@ -66,3 +76,23 @@ class ModelNotFoundError(RegistryError):
 
 class BackendError(MlopsError):
     """The compute backend could not run a job."""
+
+
+class ServingError(MlopsError):
+    """A model cannot be served: it does not load, or the model folder is not usable."""
+
+
+class EndpointError(MlopsError):
+    """A local endpoint could not be created, updated, reached or deleted."""
+
+
+class EndpointNotFoundError(EndpointError):
+    """No endpoint of that name exists."""
+
+
+class RolloutError(MlopsError):
+    """A rollout could not start or finish (a rolled-back rollout is a result, not this)."""
+
+
+class ApprovalError(MlopsError):
+    """A version is not approved for production, or there is no approval pause to answer."""

@@ -146,6 +146,57 @@ class AwsSettings(_Section):
     bucket: str | None = None
 
 
+class CaptureSettings(_Section):
+    """Data capture of served traffic, in SageMaker's JSON-lines format and path layout."""
+
+    enabled: bool = True
+    destination: str | None = Field(
+        None, description="folder or s3:// URI; default <work_dir>/capture"
+    )
+    sampling_percentage: int = Field(100, ge=0, le=100)
+    csv_content_types: list[str] = Field(default_factory=lambda: ["text/csv"])
+    json_content_types: list[str] = Field(default_factory=lambda: ["application/json"])
+    flush_interval_s: float = Field(1.0, gt=0, le=60)
+
+
+class ServingSettings(_Section):
+    """The model server (SageMaker inference contract) and local endpoints."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int | None = Field(
+        None, ge=1, description="default: SAGEMAKER_MODEL_SERVER_WORKERS, else one per core"
+    )
+    max_payload_mb: float = Field(6.0, gt=0)
+    capture: CaptureSettings = Field(default_factory=CaptureSettings)
+
+
+class AlarmSettings(_Section):
+    """Auto-rollback alarms watched on green during a rollout."""
+
+    max_5xx_rate: float = Field(0.01, ge=0, le=1, description="5xx and model errors (424)")
+    max_4xx_rate: float = Field(0.05, ge=0, le=1)
+    max_latency_p99_ms: float = Field(250.0, gt=0)
+    max_signal_shift: float = Field(
+        0.35, gt=0, le=1, description="two-sample KS statistic, green vs blue predictions"
+    )
+    min_requests: int = Field(20, ge=1, description="requests green must serve to judge it")
+
+
+class RolloutSettings(_Section):
+    """Blue/green update policy (SageMaker deployment guardrails semantics)."""
+
+    traffic_routing: Literal["ALL_AT_ONCE", "CANARY", "LINEAR"] = "CANARY"
+    canary_size: float = Field(10.0, gt=0, le=50, description="percent of traffic")
+    linear_step: float = Field(20.0, ge=10, le=50, description="percent per step")
+    wait_interval_s: float = Field(300.0, ge=0, le=3600, description="bake between steps")
+    termination_wait_s: float = Field(60.0, ge=0, le=3600)
+    max_execution_s: float = Field(3600.0, gt=0, le=28800)
+    alarms: AlarmSettings = Field(default_factory=AlarmSettings)
+    dev_endpoint: str = Field("{model}-dev", description="name template of the dev endpoint")
+    prod_endpoint: str = Field("{model}-prod", description="name template of the prod endpoint")
+
+
 class Settings(BaseSettings):
     """Effective settings of one mlops invocation."""
 
@@ -175,6 +226,8 @@ class Settings(BaseSettings):
     baseline: BaselineSettings = Field(default_factory=BaselineSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
 
     @field_serializer("tracking_uri", "registry_uri", when_used="json")
     def _mask_uri_passwords(self, uri: str | None) -> str | None:
@@ -209,6 +262,16 @@ class Settings(BaseSettings):
     def artifact_root(self) -> str:
         """Where new experiments of a local store keep their artifacts."""
         return (self.work_dir / "mlartifacts").resolve().as_uri()
+
+    @property
+    def capture_destination(self) -> str:
+        """Where data capture goes: the configured folder or S3 URI, else ``<work_dir>/capture``."""
+        return self.serving.capture.destination or str((self.work_dir / "capture").resolve())
+
+    @property
+    def endpoints_dir(self) -> Path:
+        """Where local endpoints keep their state (one folder per endpoint)."""
+        return (self.work_dir / "endpoints").resolve()
 
     @property
     def effective_aws_region(self) -> str | None:

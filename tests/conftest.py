@@ -109,3 +109,17 @@ def settings(tmp_path: Path) -> Settings:
 def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings shared by a module's tests (one MLflow store: creating one takes seconds)."""
     return make_settings(tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="session")
+def trained_taxi(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, str]:
+    """A real `taxi` model trained and registered once per session (about 10 s).
+
+    Returns the settings of its store and the registered version (alias ``challenger``).
+    Tests must not move its aliases; register their own models for that.
+    """
+    from mlops.stages.pipeline import run_training_pipeline
+
+    settings = make_settings(tmp_path_factory.mktemp("taxi-store"))
+    result = run_training_pipeline(settings, model_name="taxi", dataset="taxi", rows=4000)
+    return settings, str(result.registered.version)
