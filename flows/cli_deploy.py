@@ -1,0 +1,216 @@
+"""``mlops deploy``, ``mlops probe`` and the deployment half of ``mlops demo``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from mlops.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlops.rollout import RolloutResult
+    from mlops.settings import Settings
+
+__all__ = ["deploy", "probe", "run_demo_deployment", "show_rollout"]
+
+out = Console()
+err = Console(stderr=True)
+
+_ROUTINGS = ("ALL_AT_ONCE", "CANARY", "LINEAR")
+
+
+class _Echo(logging.Handler):
+    """Print mlops stage and rollout lines as they happen (the flow's logs, short)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        style = "yellow" if record.levelno >= logging.WARNING else "dim"
+        err.print(f"  [{style}]· {record.getMessage()}[/]", highlight=False)
+
+
+@contextmanager
+def _echo_progress(verbose: bool) -> Iterator[None]:
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    loggers = [logging.getLogger(n) for n in ("mlops.stages", "mlops.rollout")]
+    handler = _Echo(logging.INFO)
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        if lg.level == logging.NOTSET or lg.level > logging.INFO:
+            lg.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, saved, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+
+
+def show_rollout(result: RolloutResult | None, settings: Settings) -> None:
+    """Print a rollout record: steps, outcome and where the MLflow run is."""
+    from mlops.tracking import deployments_experiment
+
+    if result is None:
+        out.print("[yellow]rejected: nothing rolled out; champion unchanged[/]")
+        return
+    colour = "green" if result.completed else "red"
+    out.print(f"[bold {colour}]{result.summary()}[/]")
+    for step in result.steps:
+        mark = "✓" if step.ok else "✗"
+        detail = f" — {step.detail}" if step.detail else ""
+        out.print(f"  {mark} {step.name} ({step.duration_s:.1f}s){detail}", highlight=False)
+    out.print(
+        f"rollout record: MLflow experiment {deployments_experiment(result.model_name)!r}, "
+        f"run {result.record_run_id} (rollout/rollout.json, rollout/rollout.png)"
+    )
+
+
+def _run_deployment(settings: Settings, verbose: bool, **params: Any) -> RolloutResult | None:
+    from flows.deployment import deployment_pipeline
+
+    with _echo_progress(verbose):
+        return deployment_pipeline(settings=settings, **params)
+
+
+def deploy(
+    model_name: Annotated[str, typer.Option("--model-name", "-m", help="registered model")],
+    version: Annotated[str | None, typer.Option(help="version; default the challenger")] = None,
+    auto_approve: Annotated[
+        bool, typer.Option(help="approve without pausing (demo mode; recorded as such)")
+    ] = False,
+    routing: Annotated[str | None, typer.Option(help="ALL_AT_ONCE, CANARY or LINEAR")] = None,
+    canary_size: Annotated[float | None, typer.Option(help="percent on green (CANARY)")] = None,
+    linear_step: Annotated[float | None, typer.Option(help="percent per step (LINEAR)")] = None,
+    bake: Annotated[float | None, typer.Option(help="seconds of bake after each shift")] = None,
+    termination_wait: Annotated[float | None, typer.Option(help="seconds before blue goes")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
+) -> None:
+    """Run the deployment-pipeline flow: dev → evaluate → approval pause → prod rollout."""
+    from mlops.settings import load_settings
+
+    if routing is not None and routing.upper() not in _ROUTINGS:
+        raise ConfigError(f"--routing {routing!r} is not one of {', '.join(_ROUTINGS)}")
+    settings = load_settings()
+    if not auto_approve:
+        err.print(
+            "The flow pauses for approval after the dev evaluation: answer the form on the "
+            f"paused run in the Prefect UI, or run `mlops approve {model_name} VERSION` "
+            f"(or `mlops reject ...`) in another shell."
+        )
+    result = _run_deployment(
+        settings,
+        verbose,
+        model_name=model_name,
+        version=version,
+        auto_approve=auto_approve,
+        traffic_routing=routing.upper() if routing else None,
+        canary_size=canary_size,
+        linear_step=linear_step,
+        wait_interval_s=bake,
+        termination_wait_s=termination_wait,
+    )
+    show_rollout(result, settings)
+
+
+def probe(
+    model_name: Annotated[str, typer.Option("--model-name", "-m", help="registered model")],
+    endpoint: Annotated[str | None, typer.Option(help="default: the model's prod endpoint")] = None,
+    requests: Annotated[int, typer.Option(help="calls to make")] = 10,
+    interval: Annotated[float, typer.Option(help="seconds between calls")] = 1.0,
+    threshold: Annotated[float, typer.Option(help="alarm below this success rate")] = 0.9,
+) -> None:
+    """Synthetic canary: call the endpoint with reference rows and log the success rate."""
+    from flows.probe import synthetic_canary
+    from mlops.settings import load_settings
+
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    result = synthetic_canary(
+        model_name=model_name,
+        endpoint=endpoint,
+        requests=requests,
+        interval_s=interval,
+        threshold=threshold,
+        settings=load_settings(),
+    )
+    colour = "red" if result.alarm else "green"
+    out.print(
+        f"[{colour}]{result.endpoint}: {result.successes}/{result.requests} succeeded "
+        f"({result.success_rate:.0%}; alarm below {threshold:.0%})[/]  MLflow run {result.run_id}"
+    )
+    for line in result.errors[:5]:
+        out.print(f"  {line}", highlight=False)
+    if result.alarm:
+        raise typer.Exit(2)
+
+
+def run_demo_deployment(
+    settings: Settings,
+    verbose: bool,
+    *,
+    first_version: str,
+    train_second: Any,
+    keep_endpoints: bool,
+) -> None:
+    """The demo after training: ship v1, train v2, canary v2 onto prod under live traffic."""
+    from mlops.endpoints.client import EndpointClient
+    from mlops.endpoints.manager import list_endpoints, stop_endpoint
+    from mlops.rollout.traffic import TrafficGenerator
+    from mlops.stages.deploy import endpoint_name, reference_rows
+
+    out.print(
+        f"\n[bold]Deploy v{first_version}[/]: dev endpoint → evaluation through it → approval "
+        "(demo mode approves automatically) → prod endpoint"
+    )
+    first = _run_deployment(
+        settings, verbose, model_name="taxi", version=first_version, auto_approve=True
+    )
+    show_rollout(first, settings)
+    out.print("\n[bold]Train a second version[/] (deeper trees) to roll out as a canary")
+    second_version = train_second()
+    prod = endpoint_name(settings, "taxi", "prod")
+    body, _ = reference_rows(settings, "taxi", second_version, 200)
+    rows = [line + b"\n" for line in body.splitlines()]
+    out.print(
+        f"\n[bold]Deploy v{second_version}[/]: canary 10% on {prod} with a short bake, while "
+        "live traffic (30 requests/s) flows through the endpoint"
+    )
+    with TrafficGenerator(EndpointClient.for_endpoint(settings, prod), rows, rate=30) as traffic:
+        second = _run_deployment(
+            settings,
+            verbose,
+            model_name="taxi",
+            version=second_version,
+            auto_approve=True,
+            traffic_routing="CANARY",
+            canary_size=10,
+            wait_interval_s=8,
+            termination_wait_s=2,
+        )
+        time.sleep(0.5)
+    show_rollout(second, settings)
+    counts = ", ".join(
+        f"{variant}: {sum(c.values())} ({c.get(200, 0)} ok)"
+        for variant, c in sorted(traffic.statuses.items())
+    )
+    out.print(f"live traffic answered during the rollout by variant: {counts}")
+    capture = settings.capture_destination
+    out.print(
+        f"captured requests (SageMaker JSON lines): {capture}/{prod}/<variant>/yyyy/mm/dd/hh/"
+    )
+    if keep_endpoints:
+        for state in list_endpoints(settings):
+            out.print(f"endpoint {state.name}: http://127.0.0.1:{state.port}/invocations")
+    else:
+        for state in list_endpoints(settings):
+            stop_endpoint(settings, state.name)
+        out.print(
+            "endpoints stopped (state kept): `mlops endpoint start taxi-prod` serves again, "
+            "`mlops endpoint list` shows them"
+        )

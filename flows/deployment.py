@@ -1,0 +1,222 @@
+"""The ``deployment-pipeline`` flow: dev endpoint → evaluate → approval pause → prod rollout.
+
+The approval is a Prefect pause with a typed input form (the Prefect UI shows it on the
+paused run); ``mlops approve|reject`` answers the same pause from a shell.
+"""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from flows.hooks import forward_mlops_logs, notify_failure
+from mlops import registry
+from mlops.errors import ModelNotFoundError, RolloutError
+from mlops.rollout import BlueGreenPolicy, RolloutResult
+from mlops.settings import Settings, load_settings
+from mlops.stages import deploy
+from mlops.stages.deploy import EndpointEvaluation
+from mlops.tracking import ALIAS_CHALLENGER, Tags, connect, deployments_experiment
+
+__all__ = [
+    "APPROVAL_FLOW_RUN_TAG",
+    "ApprovalInput",
+    "deployment_pipeline",
+    "emit_model_event",
+]
+
+APPROVAL_FLOW_RUN_TAG = "mlops.approval_flow_run_id"
+DEMO_APPROVER = "mlops demo (auto-approved)"
+_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+class ApprovalInput(RunInput):
+    """The approval form of a paused deployment-pipeline run."""
+
+    decision: Literal["approve", "reject"] = Field(
+        "approve", description="approve rolls the version out to prod; reject stops here"
+    )
+    approver: str = Field(description="who decides (recorded in mlops.approved_by)")
+    comment: str = Field("", description="why (recorded in mlops.approval_comment)")
+
+
+def emit_model_event(event: str, model_name: str, payload: dict[str, Any]) -> None:
+    """Emit a Prefect event about ``mlops.model.<name>`` (automations trigger on these)."""
+    emit_event(
+        event=event,
+        resource={"prefect.resource.id": f"mlops.model.{model_name}", "mlops.model": model_name},
+        payload=payload,
+    )
+
+
+@task(name="deploy-dev", **_TASK_OPTIONS)
+def deploy_dev_task(
+    settings: Settings, model_name: str, version: str, tags: dict[str, str]
+) -> RolloutResult:
+    """Put the version on the dev endpoint."""
+    return deploy.deploy_dev(settings, model_name, version, tags=tags)
+
+
+@task(name="evaluate-endpoint", **_TASK_OPTIONS)
+def evaluate_endpoint_task(
+    settings: Settings, model_name: str, version: str, tags: dict[str, str]
+) -> EndpointEvaluation:
+    """Score the test split through the dev endpoint; it must match training's metrics."""
+    return deploy.evaluate_on_endpoint(settings, model_name, version, tags=tags)
+
+
+@task(name="rollout-prod", **_TASK_OPTIONS)
+def rollout_prod_task(
+    settings: Settings,
+    model_name: str,
+    version: str,
+    policy: BlueGreenPolicy,
+    tags: dict[str, str],
+) -> RolloutResult:
+    """Blue/green rollout of the approved version on the prod endpoint."""
+    return deploy.deploy_prod(settings, model_name, version, policy=policy, tags=tags)
+
+
+def _approval_form(
+    model_name: str, version: str, evaluation: EndpointEvaluation
+) -> type[ApprovalInput]:
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in evaluation.metrics.items())
+    description = (
+        f"## Approve {model_name} v{version} for production?\n\n"
+        f"Evaluated through `{evaluation.endpoint}` on {evaluation.rows} held-out rows: "
+        f"{metrics}.\n\n{evaluation.reason}.\n\n"
+        f"Approve to roll it out to prod with the blue/green policy; reject to keep the "
+        f"current champion. The same answer can be given with `mlops approve {model_name} "
+        f"{version}` or `mlops reject {model_name} {version}`."
+    )
+    return ApprovalInput.with_initial_data(description=description, approver=getpass.getuser())
+
+
+@flow(
+    name="deployment-pipeline",
+    on_failure=[notify_failure],
+    on_crashed=[notify_failure],
+    log_prints=True,
+)
+def deployment_pipeline(
+    model_name: str = "taxi",
+    version: str | None = None,
+    auto_approve: bool = False,
+    approval_timeout_s: int = 7 * 24 * 3600,
+    traffic_routing: Literal["ALL_AT_ONCE", "CANARY", "LINEAR"] | None = None,
+    canary_size: float | None = None,
+    linear_step: float | None = None,
+    wait_interval_s: float | None = None,
+    termination_wait_s: float | None = None,
+    settings: Settings | None = None,
+) -> RolloutResult | None:
+    """Deploy a version to dev, evaluate it there, wait for approval, roll it out to prod.
+
+    Args:
+        model_name: registered model.
+        version: version to ship; default the ``challenger``.
+        auto_approve: approve without pausing (demo mode; recorded as such).
+        approval_timeout_s: how long the approval pause waits before the run fails.
+        traffic_routing: ALL_AT_ONCE, CANARY or LINEAR (default from settings.rollout).
+        canary_size: percent of traffic on green during the canary step.
+        linear_step: percent per LINEAR step.
+        wait_interval_s: bake time after each traffic shift.
+        termination_wait_s: wait before blue is retired.
+        settings: effective settings; loaded from mlops.toml and MLOPS_* when left out.
+
+    Returns:
+        The prod rollout record, or ``None`` when the version was rejected.
+    """
+    settings = settings or load_settings()
+    logger = get_run_logger()
+    client = connect(settings)
+    if version is None:
+        challenger = registry.get_alias_version(client, model_name, ALIAS_CHALLENGER)
+        if challenger is None:
+            raise ModelNotFoundError(
+                f"{model_name} has no {ALIAS_CHALLENGER!r} version to deploy; train one "
+                f"(mlops train --model-name {model_name}) or pass version="
+            )
+        version = str(challenger.version)
+    version = str(registry.get_version(client, model_name, version).version)
+    policy = BlueGreenPolicy.from_settings(
+        settings,
+        traffic_routing=traffic_routing,
+        canary_size=canary_size,
+        linear_step=linear_step,
+        wait_interval_s=wait_interval_s,
+        termination_wait_s=termination_wait_s,
+    )
+    tags = {Tags.PREFECT_FLOW_RUN_ID: str(flow_run.id)}
+    with forward_mlops_logs():
+        deploy_dev_task(settings, model_name, version, tags)
+        evaluation = evaluate_endpoint_task(settings, model_name, version, tags)
+        client.set_model_version_tag(model_name, version, APPROVAL_FLOW_RUN_TAG, str(flow_run.id))
+        if auto_approve:
+            answer = ApprovalInput(
+                decision="approve",
+                approver=DEMO_APPROVER,
+                comment="demo mode approves automatically",
+            )
+            logger.warning("demo mode: %s v%s approved automatically", model_name, version)
+        else:
+            logger.info(
+                "waiting for approval of %s v%s: answer the form on this flow run in the Prefect "
+                "UI, or run `mlops approve %s %s` / `mlops reject %s %s`",
+                model_name,
+                version,
+                model_name,
+                version,
+                model_name,
+                version,
+            )
+            answer = pause_flow_run(
+                wait_for_input=_approval_form(model_name, version, evaluation),
+                timeout=approval_timeout_s,
+                poll_interval=2,
+            )
+        client.delete_model_version_tag(model_name, version, APPROVAL_FLOW_RUN_TAG)
+        if answer.decision == "reject":
+            registry.reject(
+                client, model_name, version, comment=answer.comment, approver=answer.approver
+            )
+            logger.info(
+                "%s v%s rejected by %s; champion unchanged", model_name, version, answer.approver
+            )
+            return None
+        registry.approve(
+            client, model_name, version, comment=answer.comment, approver=answer.approver
+        )
+        emit_model_event(
+            "mlops.model.approved",
+            model_name,
+            {"version": version, "approver": answer.approver, "comment": answer.comment},
+        )
+        result = rollout_prod_task(settings, model_name, version, policy, tags)
+    payload = {
+        "version": version,
+        "endpoint": result.endpoint,
+        "blue_variant": result.blue_variant,
+        "green_variant": result.green_variant,
+        "reason": result.reason,
+        "alarm": result.alarm,
+        "record_run_id": result.record_run_id,
+    }
+    where = f"MLflow experiment {deployments_experiment(model_name)!r}, run {result.record_run_id}"
+    if not result.completed:
+        emit_model_event("mlops.rollout.rolled_back", model_name, payload)
+        raise RolloutError(
+            f"rollout of {model_name} v{version} to {result.endpoint} rolled back: "
+            f"{result.reason}; champion unchanged (record: {where})"
+        )
+    emit_model_event("mlops.rollout.completed", model_name, payload)
+    logger.info("%s; champion is now v%s (record: %s)", result.summary(), version, where)
+    return result

@@ -1,0 +1,46 @@
+"""The ``synthetic-canary`` flow: probe the prod endpoint on a schedule (prefect.yaml)."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from flows.hooks import forward_mlops_logs, notify_failure
+from mlops.settings import Settings, load_settings
+from mlops.stages.probe import ProbeResult, probe_endpoint
+
+__all__ = ["synthetic_canary"]
+
+
+@flow(name="synthetic-canary", on_failure=[notify_failure], on_crashed=[notify_failure])
+def synthetic_canary(
+    model_name: str = "taxi",
+    endpoint: str | None = None,
+    requests: int = 10,
+    interval_s: float = 1.0,
+    threshold: float = 0.9,
+    settings: Settings | None = None,
+) -> ProbeResult:
+    """Call the prod endpoint with reference rows and log the success rate.
+
+    Below ``threshold`` the configured notifier is told (the run still completes: the
+    probe worked, the endpoint did not).
+    """
+    settings = settings or load_settings()
+    with forward_mlops_logs():
+        result = probe_endpoint(
+            settings,
+            model_name,
+            endpoint=endpoint,
+            requests=requests,
+            interval_s=interval_s,
+            threshold=threshold,
+        )
+    get_run_logger().info(
+        "%s: %d/%d probe calls succeeded (%.0f%%, alarm below %.0f%%)",
+        result.endpoint,
+        result.successes,
+        result.requests,
+        100 * result.success_rate,
+        100 * threshold,
+    )
+    return result

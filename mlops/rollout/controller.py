@@ -1,0 +1,415 @@
+"""Blue/green rollout of a new model version onto a local endpoint, with auto-rollback.
+
+The controller drives the endpoint's gateway through its admin API: it starts green next to
+blue with no traffic, smoke-tests it (pre-traffic hook), shifts traffic step by step while
+watching the alarms, checks that green served live traffic that capture recorded
+(post-traffic hook), waits the termination period and retires blue. Any alarm, a failed
+hook or the maximum execution time puts all traffic back on blue in one weight update.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, Field
+
+from mlops.errors import EndpointError, MlopsError, RolloutError
+from mlops.rollout.alarms import AlarmReport, VariantWindow, evaluate_alarms
+from mlops.rollout.policy import BlueGreenPolicy
+
+if TYPE_CHECKING:
+    from mlops.endpoints.client import EndpointClient
+
+__all__ = ["RolloutResult", "RolloutStep", "iso", "run_rollout", "variant_name_for"]
+
+logger = logging.getLogger(__name__)
+
+# Blue's predictions from this long before the rollout count as its side of the signal gate
+# (after a full shift blue serves nothing more, and ALL_AT_ONCE never splits traffic).
+_BLUE_LOOKBACK_S = 900.0
+_DRAIN_S = 1.0
+
+
+class RolloutStep(BaseModel):
+    """One step of a rollout, with its times and what the alarms saw at its end."""
+
+    name: str
+    started_at: float
+    ended_at: float | None = None
+    green_share: float = 0.0
+    ok: bool = True
+    detail: str = ""
+    alarms: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return (self.ended_at or time.time()) - self.started_at
+
+
+class RolloutResult(BaseModel):
+    """The record of one rollout."""
+
+    endpoint: str
+    model_name: str
+    blue_variant: str | None
+    blue_version: str | None
+    green_variant: str
+    green_version: str
+    policy: BlueGreenPolicy
+    outcome: Literal["completed", "rolled_back"]
+    reason: str
+    alarm: str | None = None
+    steps: list[RolloutStep]
+    timeline: list[dict[str, float]] = Field(
+        default_factory=list, description="alarm values at each poll (t = seconds from start)"
+    )
+    started_at: float
+    ended_at: float
+    record_run_id: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.ended_at - self.started_at
+
+    @property
+    def completed(self) -> bool:
+        return self.outcome == "completed"
+
+    def summary(self) -> str:
+        """One line for logs and the CLI."""
+        arrow = f"{self.blue_variant or '(none)'} → {self.green_variant}"
+        took = f"{self.duration_s:.1f}s"
+        return f"rollout {self.endpoint} {arrow}: {self.outcome} in {took} ({self.reason})"
+
+
+def variant_name_for(version: str | int) -> str:
+    """The variant name a registry version gets on an endpoint: ``v<version>``."""
+    return f"v{version}"
+
+
+class _Rollback(Exception):
+    """Internal: stop the rollout and put traffic back on blue."""
+
+    def __init__(self, reason: str, alarm: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.alarm = alarm
+
+
+class _Run:
+    """State of one rollout in progress."""
+
+    def __init__(
+        self,
+        client: EndpointClient,
+        policy: BlueGreenPolicy,
+        *,
+        blue: str | None,
+        green: str,
+        smoke_body: bytes,
+        smoke_rows: int,
+        capture_check: Callable[[float], int] | None,
+        require_live_traffic: bool,
+        poll_s: float,
+    ) -> None:
+        self.client = client
+        self.policy = policy
+        self.blue = blue
+        self.green = green
+        self.smoke_body = smoke_body
+        self.smoke_rows = smoke_rows
+        self.capture_check = capture_check
+        self.require_live_traffic = require_live_traffic
+        self.poll_s = poll_s
+        self.started = time.time()
+        self.traffic_started: float | None = None
+        self.steps: list[RolloutStep] = []
+        self.timeline: list[dict[str, float]] = []
+        self.last_report: AlarmReport | None = None
+
+    # -- steps -------------------------------------------------------------------------
+    def step(self, name: str, share: float = 0.0) -> RolloutStep:
+        step = RolloutStep(name=name, started_at=time.time(), green_share=share)
+        self.steps.append(step)
+        logger.info("rollout: %s", name)
+        return step
+
+    def check_deadline(self) -> None:
+        elapsed = time.time() - self.started
+        if elapsed > self.policy.max_execution_s:
+            raise _Rollback(
+                f"the rollout ran {elapsed:.0f}s, over MaximumExecutionTimeoutInSeconds "
+                f"{self.policy.max_execution_s:.0f}s",
+                "max_execution_time",
+            )
+
+    def start_green(self, model_ref: str) -> None:
+        step = self.step(f"create green variant {self.green}")
+        try:
+            self.client.add_variant(name=self.green, model_ref=model_ref, weight=0.0)
+        except MlopsError as exc:
+            step.ok, step.ended_at, step.detail = False, time.time(), str(exc)
+            raise _Rollback(
+                f"green variant {self.green} did not start: {exc}", "green_start"
+            ) from None
+        step.ended_at = time.time()
+
+    def pre_traffic_hook(self) -> None:
+        step = self.step(
+            f"pre-traffic hook: smoke test {self.green} with {self.smoke_rows} reference rows"
+        )
+        result = self.client.invoke(
+            self.smoke_body,
+            content_type="text/csv",
+            accept="text/csv",
+            target_variant=self.green,
+        )
+        step.ended_at = time.time()
+        problem = None
+        if result.status != 200:
+            problem = f"HTTP {result.status}: {result.body[:300].decode('utf-8', 'replace')}"
+        else:
+            values = _parse_csv_predictions(result.body)
+            if len(values) != self.smoke_rows:
+                problem = f"{len(values)} predictions for {self.smoke_rows} rows"
+            elif not all(math.isfinite(v) for v in values):
+                problem = "non-finite predictions"
+        if problem:
+            step.ok, step.detail = False, problem
+            raise _Rollback(
+                f"pre-traffic hook failed: green answered the smoke test with {problem}",
+                "pre_traffic_hook",
+            )
+        step.detail = f"{self.smoke_rows} rows answered in {result.latency_ms:.0f} ms"
+
+    def shift(self, share: float) -> None:
+        step = self.step(f"shift {share:g}% of traffic to {self.green}", share)
+        weights = {self.green: share}
+        if self.blue is not None:
+            weights[self.blue] = 100.0 - share
+        self.client.set_weights(weights)
+        if self.traffic_started is None:
+            self.traffic_started = time.time()
+        step.detail = f"weights {weights}"
+        self.bake(step, self.policy.routing.wait_interval_s)
+
+    def bake(self, step: RolloutStep, seconds: float) -> None:
+        """Watch the alarms for ``seconds`` (at least one look)."""
+        deadline = time.time() + seconds
+        while True:
+            self.check_deadline()
+            final = time.time() >= deadline
+            report = self.observe(final=final)
+            step.alarms = report.metrics()
+            if report.fired:
+                step.ok, step.ended_at = False, time.time()
+                step.detail = report.reason or report.fired
+                raise _Rollback(report.reason or report.fired, report.fired)
+            if final:
+                break
+            time.sleep(min(self.poll_s, max(deadline - time.time(), 0.0)))
+        step.ended_at = time.time()
+
+    def observe(self, *, final: bool) -> AlarmReport:
+        since = self.traffic_started or time.time()
+        try:
+            green_data = self.client.metrics(since=since)["variants"].get(self.green)
+            blue_data = (
+                self.client.metrics(since=self.started - _BLUE_LOOKBACK_S)["variants"].get(
+                    self.blue
+                )
+                if self.blue
+                else None
+            )
+        except MlopsError as exc:
+            raise _Rollback(
+                f"the gateway stopped answering its metrics: {exc}", "gateway"
+            ) from None
+        green = VariantWindow.from_metrics(green_data)
+        blue = VariantWindow.from_metrics(blue_data)
+        report = evaluate_alarms(green, blue, self.policy.alarms, final=final)
+        self.last_report = report
+        self.timeline.append({"t": time.time() - self.started, **report.metrics()})
+        return report
+
+    def post_traffic_hook(self) -> None:
+        step = self.step(f"post-traffic hook: {self.green} served live traffic")
+        report = self.last_report or self.observe(final=True)
+        served = report.green_requests
+        needed = self.policy.alarms.min_requests if self.require_live_traffic else 0
+        problem = None
+        if served < needed:
+            problem = (
+                f"green served {served} live requests, fewer than {needed}; send traffic "
+                "during the bake or lower rollout.alarms.min_requests"
+            )
+        elif self.capture_check is not None and self.traffic_started is not None and served:
+            captured = 0
+            wait_until = time.time() + 5.0  # capture is flushed about every second
+            while time.time() < wait_until:
+                captured = self.capture_check(self.traffic_started)
+                if captured:
+                    break
+                time.sleep(0.25)
+            if not captured:
+                problem = f"green served {served} requests but data capture recorded none of them"
+            else:
+                step.detail = f"{served} live requests, {captured} captured"
+        step.ended_at = time.time()
+        if problem:
+            step.ok, step.detail = False, problem
+            raise _Rollback(f"post-traffic hook failed: {problem}", "post_traffic_hook")
+        if not step.detail:
+            step.detail = f"{served} live requests"
+
+    def retire_blue(self) -> None:
+        step = self.step(f"termination wait {self.policy.termination_wait_s:g}s, then retire blue")
+        self.bake(step, self.policy.termination_wait_s)
+        if self.blue is not None:
+            self.client.remove_variant(self.blue)
+            step.detail = f"removed {self.blue}"
+        step.ended_at = time.time()
+
+    def roll_back(self) -> None:
+        step = self.step(f"roll back: all traffic to {self.blue or '(none)'}")
+        if self.blue is not None:
+            self.client.set_weights({self.blue: 100.0, self.green: 0.0})
+        time.sleep(_DRAIN_S)  # requests already sent to green finish before it stops
+        try:
+            self.client.remove_variant(self.green)
+            step.detail = f"removed {self.green}"
+        except EndpointError as exc:  # green never got created
+            step.detail = f"green not removed: {exc}"
+        step.ended_at = time.time()
+
+
+def _parse_csv_predictions(body: bytes) -> list[float]:
+    values = []
+    for line in body.decode("utf-8", "replace").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            values.append(float(line.split(",")[0]))
+        except ValueError:
+            values.append(math.nan)
+    return values
+
+
+def run_rollout(
+    client: EndpointClient,
+    *,
+    endpoint: str,
+    model_name: str,
+    green_version: str,
+    green_ref: str,
+    policy: BlueGreenPolicy,
+    smoke_body: bytes,
+    smoke_rows: int,
+    capture_check: Callable[[float], int] | None = None,
+    require_live_traffic: bool = True,
+    versions: dict[str, str] | None = None,
+    poll_s: float = 0.5,
+) -> RolloutResult:
+    """Roll ``green_ref`` out on ``endpoint`` under ``policy``; roll back on any alarm.
+
+    Args:
+        client: the endpoint's gateway.
+        endpoint: the endpoint's name (for the record).
+        model_name: registered model name (for the record).
+        green_version: registry version of green; its variant is ``v<version>``.
+        green_ref: model URI green serves, e.g. ``models:/taxi/4``.
+        policy: traffic routing, waits, and alarms.
+        smoke_body: CSV rows (no header) for the pre-traffic hook.
+        smoke_rows: how many rows ``smoke_body`` holds.
+        capture_check: counts green's capture records written since a time; ``None`` when
+            the endpoint does not capture.
+        require_live_traffic: the post-traffic hook demands ``alarms.min_requests`` live
+            requests on green (off for a dev endpoint nobody calls).
+        versions: variant name → registry version, to name blue's version in the record.
+        poll_s: how often the alarms are read during a bake.
+
+    Returns:
+        The record: ``outcome`` is ``completed`` or ``rolled_back`` with the reason.
+
+    Raises:
+        RolloutError: the endpoint is not in a state a rollout can start from, or the
+            rollback itself failed (the record says what traffic looks like).
+    """
+    state = client.state()
+    production = [v for v in state.variants if not v.shadow and v.weight > 0]
+    if len(production) > 1:
+        names = ", ".join(f"{v.name} ({v.weight:g})" for v in production)
+        raise RolloutError(
+            f"endpoint {endpoint} splits traffic between {names}; a rollout needs one blue "
+            "variant: finish or undo the other rollout first (mlops endpoint update-weights)"
+        )
+    blue = production[0].name if production else None
+    green = variant_name_for(green_version)
+    if blue == green:
+        raise RolloutError(
+            f"endpoint {endpoint} already serves {model_name} v{green_version} as {green}; "
+            "nothing to roll out"
+        )
+    for leftover in state.variants:
+        if leftover.name == green:  # a zero-weight green left by an interrupted rollout
+            client.remove_variant(green)
+    run = _Run(
+        client,
+        policy,
+        blue=blue,
+        green=green,
+        smoke_body=smoke_body,
+        smoke_rows=smoke_rows,
+        capture_check=capture_check,
+        require_live_traffic=require_live_traffic,
+        poll_s=poll_s,
+    )
+    outcome: Literal["completed", "rolled_back"] = "completed"
+    reason = "all steps passed; blue retired"
+    alarm = None
+    try:
+        run.start_green(green_ref)
+        run.pre_traffic_hook()
+        for share in policy.routing.green_shares():
+            run.shift(share)
+        run.post_traffic_hook()
+        run.retire_blue()
+    except _Rollback as rollback:
+        outcome, reason, alarm = "rolled_back", rollback.reason, rollback.alarm
+        logger.warning("rollout of %s on %s rolled back: %s", green, endpoint, reason)
+        try:
+            run.roll_back()
+        except MlopsError as exc:
+            raise RolloutError(
+                f"rollout of {green} on {endpoint} had to roll back ({reason}) but the "
+                f"rollback failed: {exc}; check `mlops endpoint describe {endpoint}` and set "
+                f"weights by hand (mlops endpoint update-weights {endpoint} {blue}=100)"
+            ) from None
+    versions = versions or {}
+    return RolloutResult(
+        endpoint=endpoint,
+        model_name=model_name,
+        blue_variant=blue,
+        blue_version=versions.get(blue) if blue else None,
+        green_variant=green,
+        green_version=str(green_version),
+        policy=policy,
+        outcome=outcome,
+        reason=reason,
+        alarm=alarm,
+        steps=run.steps,
+        timeline=run.timeline,
+        started_at=run.started,
+        ended_at=time.time(),
+    )
+
+
+def iso(ts: float) -> str:
+    """A unix time as ISO-8601 UTC."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

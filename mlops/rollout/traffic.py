@@ -1,0 +1,81 @@
+"""Steady background traffic to an endpoint, and a tally of what each variant answered.
+
+The demo sends it during a rollout so the canary has live requests to judge; tests use the
+tally to prove blue never failed while green was tried.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlops.endpoints.client import EndpointClient
+
+__all__ = ["TrafficGenerator"]
+
+
+class TrafficGenerator:
+    """Send CSV rows to an endpoint at about ``rate`` requests/s from one thread.
+
+    Use as a context manager; ``statuses[variant]`` counts the HTTP statuses each variant
+    answered (``"(none)"`` for answers with no variant, e.g. a gateway error).
+    """
+
+    def __init__(
+        self, client: EndpointClient, rows: Sequence[bytes], *, rate: float = 30.0
+    ) -> None:
+        if not rows:
+            raise ValueError("TrafficGenerator needs at least one CSV row to send")
+        self.client = client
+        self.rows = list(rows)
+        self.interval = 1.0 / rate
+        self.statuses: dict[str, Counter[int]] = defaultdict(Counter)
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mlops-traffic", daemon=True)
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            body = self.rows[self.sent % len(self.rows)]
+            try:
+                result = self.client.invoke(body, content_type="text/csv", accept="text/csv")
+                self.statuses[result.variant or "(none)"][result.status] += 1
+            except Exception:  # a refused connection is a failed request, not a crash
+                self.statuses["(unreachable)"][0] += 1
+            self.sent += 1
+            next_at += self.interval
+            self._stop.wait(max(next_at - time.monotonic(), 0.0))
+
+    def failures(self, variant: str) -> int:
+        """Answers of ``variant`` that were not 200."""
+        return sum(
+            n for status, n in self.statuses.get(variant, Counter()).items() if status != 200
+        )
+
+    def answered(self, variant: str) -> int:
+        """Answers ``variant`` gave."""
+        return sum(self.statuses.get(variant, Counter()).values())
+
+    def __enter__(self) -> TrafficGenerator:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop sending and wait for the last request."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)

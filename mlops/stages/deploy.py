@@ -1,0 +1,442 @@
+"""Deploy: dev endpoint, evaluation through the endpoint, approved rollout to prod.
+
+The ``deployment-pipeline`` flow chains these with an approval pause between the dev
+evaluation and the prod rollout; ``mlops deploy`` calls them directly.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel
+
+from mlops.errors import ApprovalError, EndpointNotFoundError, RolloutError
+from mlops.registry import get_version
+from mlops.rollout import BlueGreenPolicy, RolloutResult, RolloutStep, record_rollout, run_rollout
+from mlops.rollout.controller import variant_name_for
+from mlops.stages._progress import stage_done, stage_started
+from mlops.tracking import ALIAS_CHAMPION, Tags, connect, deployments_experiment, ensure_experiment
+from mlops.types import Task
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from mlops.settings import Settings
+
+__all__ = [
+    "EndpointEvaluation",
+    "deploy_dev",
+    "deploy_prod",
+    "deploy_to_endpoint",
+    "endpoint_name",
+    "evaluate_on_endpoint",
+    "require_approved",
+]
+
+logger = logging.getLogger(__name__)
+
+Environment = Literal["dev", "prod"]
+
+
+def endpoint_name(settings: Settings, model_name: str, env: Environment) -> str:
+    """The dev or prod endpoint of ``model_name`` (``rollout.dev_endpoint`` templates)."""
+    template = settings.rollout.dev_endpoint if env == "dev" else settings.rollout.prod_endpoint
+    return template.format(model=model_name).replace("_", "-")
+
+
+def _model_features(model_name: str, version: str) -> list[str]:
+    import mlflow
+
+    info = mlflow.models.get_model_info(f"models:/{model_name}/{version}")
+    features = ((info.metadata or {}).get("mlops") or {}).get("features")
+    if features:
+        return list(features)
+    if info.signature is not None and info.signature.inputs is not None:
+        return list(info.signature.inputs.input_names())
+    raise RolloutError(
+        f"{model_name} v{version} records neither mlops features nor a signature; log the "
+        "model with a signature so rows can be sent to it"
+    )
+
+
+def reference_rows(
+    settings: Settings, model_name: str, version: str, rows: int
+) -> tuple[bytes, int]:
+    """CSV rows (no header, the model's feature order) from the version's reference sample.
+
+    This is what the pre-traffic hook sends to green and the synthetic canary to prod.
+    """
+    import mlflow
+    import pandas as pd
+
+    client = connect(settings)
+    mv = get_version(client, model_name, version)
+    baseline = mv.tags.get(Tags.BASELINE_URI)
+    features = _model_features(model_name, str(mv.version))
+    if baseline:
+        path = mlflow.artifacts.download_artifacts(artifact_uri=f"{baseline}/reference.parquet")
+        frame = pd.read_parquet(path)
+    else:  # a model registered by hand: its logged input example is the sample
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{model_name}/{mv.version}"
+        )
+        from mlflow.models import Model
+
+        example = Model.load(path).load_input_example(path)
+        if example is None:
+            raise RolloutError(
+                f"{model_name} v{mv.version} has no baseline ({Tags.BASELINE_URI}) and no "
+                "input example; train it with mlops or log an input example"
+            )
+        frame = pd.DataFrame(example)
+    sample = frame[features].head(rows)
+    return _to_csv(sample), len(sample)
+
+
+def _to_csv(frame: pd.DataFrame) -> bytes:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, header=False, index=False, lineterminator="\n")
+    return buffer.getvalue().encode()
+
+
+def require_approved(client: MlflowClient, model_name: str, version: str) -> None:
+    """Refuse a version whose ``mlops.approval`` tag is not ``approved``."""
+    mv = get_version(client, model_name, version)
+    status = mv.tags.get(Tags.APPROVAL, "none")
+    if status != "approved":
+        raise ApprovalError(
+            f"{model_name} v{mv.version} is not approved for production "
+            f"({Tags.APPROVAL}={status}); approve it in the deployment-pipeline's approval "
+            f"form or with `mlops approve {model_name} {mv.version}`"
+        )
+
+
+def _capture_counter(settings: Settings, endpoint: str, variant: str, destination: str):
+    """Count ``variant``'s capture records written since a time (the post-traffic hook)."""
+
+    def count(since: float) -> int:
+        from mlops.serving.capture import read_capture
+
+        start = datetime.fromtimestamp(since - 1.0, UTC)
+        return sum(
+            1
+            for record in read_capture(
+                destination,
+                endpoint,
+                variant,
+                since=start,
+                aws_region=settings.effective_aws_region,
+                aws_endpoint_url=settings.aws.endpoint_url,
+            )
+            if record["eventMetadata"]["inferenceTime"] >= start.strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
+
+    return count
+
+
+def deploy_to_endpoint(
+    settings: Settings,
+    *,
+    model_name: str,
+    version: str,
+    endpoint: str,
+    policy: BlueGreenPolicy,
+    require_live_traffic: bool = True,
+    tags: dict[str, str] | None = None,
+) -> RolloutResult:
+    """Put ``model_name`` v``version`` on ``endpoint``: create it, or roll out onto it.
+
+    A new endpoint starts with the version as its only variant. An existing one gets a
+    blue/green rollout under ``policy``. Either way a record run is logged in
+    ``<model>/deployments`` and its id is in the result.
+    """
+    from mlops.endpoints.client import EndpointClient
+    from mlops.endpoints.manager import VariantSpec, create_endpoint, describe_endpoint
+
+    client = connect(settings)
+    mv = get_version(client, model_name, version)
+    version = str(mv.version)
+    ref = f"models:/{model_name}/{version}"
+    variant = variant_name_for(version)
+    try:
+        state = describe_endpoint(settings, endpoint)
+    except EndpointNotFoundError:
+        state = None
+    serving = [v.name for v in state.variants if not v.shadow and v.weight > 0] if state else []
+    if state is None or serving == [variant]:
+        started = time.time()
+        if state is None:
+            stage_started("deploy", f"create endpoint {endpoint} with {model_name} v{version}")
+            create_endpoint(
+                settings, endpoint, [VariantSpec(name=variant, model_ref=ref, weight=1.0)]
+            )
+            step, reason = (
+                f"create endpoint with {variant}",
+                f"created {endpoint} serving {variant}",
+            )
+        else:
+            if state.status == "OutOfService":
+                from mlops.endpoints.manager import start_endpoint
+
+                start_endpoint(settings, endpoint)
+            step, reason = "nothing to do", f"{endpoint} already serves {variant}"
+        ended = time.time()
+        result = RolloutResult(
+            endpoint=endpoint,
+            model_name=model_name,
+            blue_variant=None,
+            blue_version=None,
+            green_variant=variant,
+            green_version=version,
+            policy=policy,
+            outcome="completed",
+            reason=reason,
+            steps=[
+                RolloutStep(
+                    name=step,
+                    started_at=started,
+                    ended_at=ended,
+                    green_share=100.0,
+                )
+            ],
+            started_at=started,
+            ended_at=ended,
+        )
+    else:
+        if state.status == "OutOfService":
+            from mlops.endpoints.manager import start_endpoint
+
+            start_endpoint(settings, endpoint)
+        stage_started(
+            "deploy", f"roll out {model_name} v{version} on {endpoint} ({policy.routing.type})"
+        )
+        gateway = EndpointClient.for_endpoint(settings, endpoint)
+        versions = {v.name: str(v.model_version) for v in state.variants if v.model_version}
+        smoke_body, smoke_rows = reference_rows(settings, model_name, version, policy.smoke_rows)
+        capture = state.capture
+        counter = (
+            _capture_counter(settings, endpoint, variant, capture.destination)
+            if capture.enabled and capture.sampling_percentage > 0
+            else None
+        )
+        result = run_rollout(
+            gateway,
+            endpoint=endpoint,
+            model_name=model_name,
+            green_version=version,
+            green_ref=ref,
+            policy=policy,
+            smoke_body=smoke_body,
+            smoke_rows=smoke_rows,
+            capture_check=counter,
+            require_live_traffic=require_live_traffic,
+            versions=versions,
+        )
+    result.record_run_id = record_rollout(settings, result, tags=tags)
+    stage_done("deploy", result.summary())
+    return result
+
+
+def deploy_dev(
+    settings: Settings, model_name: str, version: str, *, tags: dict[str, str] | None = None
+) -> RolloutResult:
+    """Put a version on the dev endpoint at once (no bake, no live traffic needed)."""
+    policy = BlueGreenPolicy.from_settings(
+        settings, traffic_routing="ALL_AT_ONCE", wait_interval_s=0, termination_wait_s=0
+    )
+    result = deploy_to_endpoint(
+        settings,
+        model_name=model_name,
+        version=version,
+        endpoint=endpoint_name(settings, model_name, "dev"),
+        policy=policy,
+        require_live_traffic=False,
+        tags=tags,
+    )
+    if not result.completed:
+        raise RolloutError(f"deploying {model_name} v{version} to dev failed: {result.reason}")
+    return result
+
+
+def deploy_prod(
+    settings: Settings,
+    model_name: str,
+    version: str,
+    *,
+    policy: BlueGreenPolicy | None = None,
+    tags: dict[str, str] | None = None,
+) -> RolloutResult:
+    """Roll an approved version out to prod; when it completes, it becomes ``champion``.
+
+    Raises:
+        ApprovalError: the version is not approved.
+    """
+    client = connect(settings)
+    require_approved(client, model_name, version)
+    result = deploy_to_endpoint(
+        settings,
+        model_name=model_name,
+        version=version,
+        endpoint=endpoint_name(settings, model_name, "prod"),
+        policy=policy or BlueGreenPolicy.from_settings(settings),
+        tags=tags,
+    )
+    if result.completed:
+        client.set_registered_model_alias(model_name, ALIAS_CHAMPION, result.green_version)
+        client.set_model_version_tag(
+            model_name,
+            result.green_version,
+            "mlops.deployed_at",
+            datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+    return result
+
+
+class EndpointEvaluation(BaseModel):
+    """Metrics of a version computed from its endpoint's answers on the test split."""
+
+    model_name: str
+    version: str
+    endpoint: str
+    rows: int
+    metrics: dict[str, float]
+    training_metrics: dict[str, float]
+    run_id: str
+    passed: bool
+    reason: str
+
+
+def evaluate_on_endpoint(
+    settings: Settings,
+    model_name: str,
+    version: str,
+    *,
+    endpoint: str | None = None,
+    batch_rows: int = 500,
+    tolerance: float = 0.01,
+    tags: dict[str, str] | None = None,
+) -> EndpointEvaluation:
+    """Send the version's held-out test split through ``endpoint`` and score the answers.
+
+    Like the safe-deployment pipeline's RMSE check: the endpoint's metric must match the
+    training-time test metric within ``tolerance`` (relative), which proves the served
+    artefact, the serving code and the endpoint routing agree with what was evaluated.
+    Metrics are logged to a run of ``<model>/deployments`` (``mlops.stage=endpoint-evaluation``).
+    """
+    import numpy as np
+    import pandas as pd
+    from mlflow.entities import Metric, Param
+
+    from mlops.endpoints.client import EndpointClient
+    from mlops.evaluation.metrics import compute_metrics
+
+    client = connect(settings)
+    mv = get_version(client, model_name, version)
+    version = str(mv.version)
+    endpoint = endpoint or endpoint_name(settings, model_name, "dev")
+    training_run = client.get_run(mv.run_id)
+    prepared_uri = training_run.data.tags.get(Tags.PREPARED_URI)
+    if not prepared_uri:
+        raise RolloutError(
+            f"{model_name} v{version}'s training run {mv.run_id} has no {Tags.PREPARED_URI} "
+            "tag, so its test split is unknown; train it with mlops"
+        )
+    from mlops.stages.results import PreparedData
+
+    prepared = PreparedData.load(prepared_uri)
+    test = pd.read_parquet(prepared.split_path("test"))
+    features = _model_features(model_name, version)
+    gateway = EndpointClient.for_endpoint(settings, endpoint)
+    variant = variant_name_for(version)
+    stage_started("endpoint evaluation", f"{len(test)} test rows through {endpoint}/{variant}")
+    answers: list[float] = []
+    for start in range(0, len(test), batch_rows):
+        chunk = test.iloc[start : start + batch_rows]
+        result = gateway.invoke(
+            _to_csv(chunk[features]),
+            content_type="text/csv",
+            accept="text/csv",
+            target_variant=variant,
+        )
+        if result.status != 200:
+            raise RolloutError(
+                f"endpoint {endpoint} answered test rows {start}..{start + len(chunk)} with HTTP "
+                f"{result.status}: {result.body[:300].decode('utf-8', 'replace')}"
+            )
+        answers += [float(x) for x in result.body.decode().split()]
+    y_true = test[prepared.target].to_numpy()
+    prediction = np.asarray(answers, dtype=np.float64)
+    task = prepared.task
+    if task is Task.REGRESSION:
+        metrics = compute_metrics(task, y_true, prediction)
+    else:  # endpoints answer labels, like pyfunc: label metrics only
+        from sklearn.metrics import accuracy_score, f1_score
+
+        metrics = {
+            "accuracy": float(accuracy_score(y_true, prediction)),
+            "f1" if task is Task.BINARY else "macro_f1": float(
+                f1_score(y_true, prediction, average="binary" if task is Task.BINARY else "macro")
+            ),
+        }
+    trained = {
+        k.removeprefix("test_"): v
+        for k, v in training_run.data.metrics.items()
+        if k.startswith("test_")
+    }
+    key = "rmse" if task is Task.REGRESSION else "accuracy"
+    expected, got = trained.get(key), metrics[key]
+    if expected is None or not math.isfinite(got):
+        passed, reason = math.isfinite(got), f"{key}={got:.4g} (no training-time {key} to compare)"
+    else:
+        drift = abs(got - expected) / max(abs(expected), 1e-12)
+        passed = drift <= tolerance
+        reason = (
+            f"endpoint {key}={got:.4g} vs training test {key}={expected:.4g} "
+            f"({drift:.2%} apart, tolerance {tolerance:.0%})"
+        )
+    experiment_id = ensure_experiment(client, deployments_experiment(model_name), settings)
+    run = client.create_run(
+        experiment_id,
+        run_name=f"evaluate {endpoint}/{variant}",
+        tags={
+            Tags.STAGE: "endpoint-evaluation",
+            Tags.MODEL_NAME: model_name,
+            "mlops.endpoint": endpoint,
+            "mlops.endpoint_evaluation": "passed" if passed else "failed",
+            **(tags or {}),
+        },
+    )
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric(f"endpoint_{k}", float(v), now, 0) for k, v in metrics.items()],
+        params=[
+            Param("version", version),
+            Param("endpoint", endpoint),
+            Param("rows", str(len(test))),
+        ],
+    )
+    client.set_terminated(run.info.run_id, "FINISHED" if passed else "FAILED")
+    stage_done("endpoint evaluation", reason)
+    evaluation = EndpointEvaluation(
+        model_name=model_name,
+        version=version,
+        endpoint=endpoint,
+        rows=len(test),
+        metrics=metrics,
+        training_metrics=trained,
+        run_id=run.info.run_id,
+        passed=passed,
+        reason=reason,
+    )
+    if not passed:
+        raise RolloutError(
+            f"evaluation of {model_name} v{version} through {endpoint} failed: {reason}"
+        )
+    return evaluation

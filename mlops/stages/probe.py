@@ -1,0 +1,159 @@
+"""Synthetic canary: call the prod endpoint with known rows, log the success rate, alarm < 90%."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from mlops.errors import EndpointError, MlopsError
+from mlops.notify import get_notifier
+from mlops.stages.deploy import endpoint_name, reference_rows
+from mlops.tracking import Tags, connect, ensure_experiment, monitoring_experiment
+
+if TYPE_CHECKING:
+    from mlops.settings import Settings
+
+__all__ = ["ProbeResult", "probe_endpoint"]
+
+logger = logging.getLogger(__name__)
+
+
+class ProbeResult(BaseModel):
+    """What one probe saw."""
+
+    model_name: str
+    endpoint: str
+    requests: int
+    successes: int
+    success_rate: float
+    latency_p50_ms: float | None
+    latency_max_ms: float | None
+    threshold: float
+    alarm: bool
+    errors: list[str]
+    run_id: str
+
+
+def probe_endpoint(
+    settings: Settings,
+    model_name: str,
+    *,
+    endpoint: str | None = None,
+    requests: int = 10,
+    interval_s: float = 1.0,
+    threshold: float = 0.9,
+    timeout_s: float = 5.0,
+) -> ProbeResult:
+    """Send ``requests`` single-row calls to the endpoint and judge its success rate.
+
+    A call succeeds when it answers 200 with one finite prediction within ``timeout_s``.
+    The rows come from the reference sample of the version the endpoint serves. A run
+    of ``<model>/monitoring`` (``mlops.stage=probe``) records the rate and latencies;
+    below ``threshold`` the configured notifier is told and ``alarm`` is set.
+    """
+    from mlflow.entities import Metric, Param
+
+    from mlops.endpoints.client import EndpointClient
+    from mlops.endpoints.manager import describe_endpoint
+
+    endpoint = endpoint or endpoint_name(settings, model_name, "prod")
+    errors: list[str] = []
+    latencies: list[float] = []
+    successes = 0
+    rows: list[bytes] = []
+    try:
+        state = describe_endpoint(settings, endpoint)
+        serving = [v for v in state.variants if not v.shadow and v.weight > 0]
+        if not serving or not serving[0].model_version:
+            raise EndpointError(f"endpoint {endpoint} serves no registered version")
+        body, _ = reference_rows(settings, model_name, str(serving[0].model_version), requests)
+        rows = [line + b"\n" for line in body.splitlines() if line.strip()]
+        gateway = EndpointClient.for_endpoint(settings, endpoint)
+    except MlopsError as exc:
+        errors.append(str(exc))
+        gateway = None
+    for index in range(requests):
+        if gateway is None:
+            break
+        row = rows[index % len(rows)]
+        try:
+            result = gateway.invoke(
+                row, content_type="text/csv", accept="text/csv", timeout=timeout_s
+            )
+        except MlopsError as exc:
+            errors.append(f"request {index}: {exc}")
+            continue
+        latencies.append(result.latency_ms)
+        text = result.body.decode("utf-8", "replace").strip()
+        if result.status != 200:
+            errors.append(f"request {index}: HTTP {result.status} {text[:200]}")
+        else:
+            try:
+                ok = math.isfinite(float(text))
+            except ValueError:
+                ok = False
+            if ok:
+                successes += 1
+            else:
+                errors.append(f"request {index}: answer {text[:100]!r} is not one number")
+        if index < requests - 1:
+            time.sleep(interval_s)
+    rate = successes / requests if requests else 0.0
+    latencies.sort()
+    result = ProbeResult(
+        model_name=model_name,
+        endpoint=endpoint,
+        requests=requests,
+        successes=successes,
+        success_rate=rate,
+        latency_p50_ms=latencies[len(latencies) // 2] if latencies else None,
+        latency_max_ms=latencies[-1] if latencies else None,
+        threshold=threshold,
+        alarm=rate < threshold,
+        errors=errors[:20],
+        run_id="",
+    )
+    client = connect(settings)
+    experiment_id = ensure_experiment(client, monitoring_experiment(model_name), settings)
+    run = client.create_run(
+        experiment_id,
+        run_name=f"probe {endpoint}",
+        tags={
+            Tags.STAGE: "probe",
+            Tags.MODEL_NAME: model_name,
+            "mlops.endpoint": endpoint,
+            "mlops.probe.alarm": str(result.alarm).lower(),
+        },
+    )
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric("probe_success_rate", rate, now, 0),
+        Metric("probe_requests", float(requests), now, 0),
+    ]
+    if result.latency_p50_ms is not None:
+        metrics.append(Metric("probe_latency_p50_ms", result.latency_p50_ms, now, 0))
+        metrics.append(Metric("probe_latency_max_ms", result.latency_max_ms or 0.0, now, 0))
+    client.log_batch(
+        run.info.run_id,
+        metrics=metrics,
+        params=[Param("threshold", str(threshold)), Param("endpoint", endpoint)],
+    )
+    if errors:
+        client.log_text(run.info.run_id, "\n".join(errors), "probe/errors.txt")
+    client.set_terminated(run.info.run_id, "FINISHED")
+    result.run_id = run.info.run_id
+    if result.alarm:
+        subject = f"mlops synthetic canary: {endpoint} success rate {rate:.0%}"
+        body = (
+            f"{successes}/{requests} probe calls to endpoint {endpoint} ({model_name}) succeeded, "
+            f"below {threshold:.0%}. First errors: {'; '.join(errors[:3]) or 'none'}"
+        )
+        logger.warning("%s: %s", subject, body)
+        get_notifier(settings).notify(subject, body)
+    else:
+        logger.info("probe %s: %d/%d succeeded", endpoint, successes, requests)
+    return result
