@@ -1,4 +1,4 @@
-"""A green that answers like its XGBoost model but 300 ms late (models-from-code, no pickle)."""
+"""A green that answers like its XGBoost model but 600 ms late (models-from-code, no pickle)."""
 
 import time
 
@@ -12,7 +12,7 @@ class SlowModel(PythonModel):
         self.model = mlflow.xgboost.load_model(context.artifacts["xgboost"])
 
     def predict(self, context, model_input, params=None):
-        time.sleep(0.3)
+        time.sleep(0.6)
         return self.model.predict(model_input)
 
 

@@ -1,0 +1,248 @@
+"""``mlops endpoint``: local endpoints (a gateway on loopback hosting model-server variants)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlops.errors import ConfigError, EndpointError
+
+if TYPE_CHECKING:
+    from mlops.endpoints import EndpointState
+    from mlops.settings import Settings
+
+__all__ = ["endpoint_app"]
+
+endpoint_app = typer.Typer(
+    help="Local endpoints: create, invoke, shift traffic, stop, start, delete.",
+    no_args_is_help=True,
+)
+
+out = Console()
+
+_STATUS_COLOUR = {
+    "InService": "green",
+    "Creating": "yellow",
+    "Updating": "yellow",
+    "Deleting": "yellow",
+    "Failed": "red",
+    "OutOfService": "red",
+}
+
+
+def _settings() -> Settings:
+    from mlops.settings import load_settings
+
+    return load_settings()
+
+
+def _status(status: str) -> str:
+    colour = _STATUS_COLOUR.get(status)
+    return f"[{colour}]{status}[/]" if colour else status
+
+
+def _print_state(state: EndpointState) -> None:
+    out.print(
+        f"[bold]{state.name}[/]  {_status(state.status)}  {state.url}/invocations"
+        f"  created {state.created_at}"
+    )
+    capture = state.capture
+    if capture.enabled:
+        out.print(f"capture: {capture.sampling_percentage}% to {capture.destination}")
+    else:
+        out.print("capture: off")
+    total = sum(v.weight for v in state.variants if not v.shadow)
+    table = Table("variant", "model", "weight", "traffic", "status", "port", "pid")
+    for v in state.variants:
+        model = f"{v.model_name} v{v.model_version}" if v.model_version else v.model_dir
+        if v.shadow:
+            share = "shadow copy"
+        else:
+            share = f"{100 * v.weight / total:.0f}%" if total > 0 else "0%"
+        table.add_row(
+            v.name, model, f"{v.weight:g}", share, _status(v.status), str(v.port), str(v.pid)
+        )
+    out.print(table)
+    for v in state.variants:
+        if v.failure_reason and v.status == "Failed":
+            out.print(f"[red]{v.name}:[/] {v.failure_reason}", highlight=False)
+    if state.last_error:
+        out.print(f"[red]last error:[/] {state.last_error}", highlight=False)
+
+
+@endpoint_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="endpoint name, e.g. taxi-dev")],
+    model: Annotated[str, typer.Option("--model", "-m", help="models:/NAME/VERSION or NAME@ALIAS")],
+    variant: Annotated[str, typer.Option(help="name of the production variant")] = "AllTraffic",
+    shadow: Annotated[
+        str | None, typer.Option(help="model of a shadow variant: gets a copy of each request")
+    ] = None,
+    shadow_variant: Annotated[str, typer.Option(help="name of the shadow variant")] = "shadow",
+    no_capture: Annotated[bool, typer.Option("--no-capture", help="no data capture")] = False,
+    sampling: Annotated[
+        int | None, typer.Option(min=0, max=100, help="percent of requests captured")
+    ] = None,
+    capture_destination: Annotated[
+        str | None, typer.Option(help="capture folder or s3:// URI")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="gateway port; default: a free one")] = None,
+) -> None:
+    """Download the model(s) and start an endpoint on loopback; wait until InService."""
+    from mlops.endpoints import VariantSpec, create_endpoint
+
+    specs = [VariantSpec(variant, model)]
+    if shadow:
+        specs.append(VariantSpec(shadow_variant, shadow, weight=0.0, shadow=True))
+    with out.status(f"creating endpoint {name}…"):
+        state = create_endpoint(
+            _settings(),
+            name,
+            specs,
+            capture=False if no_capture else None,
+            capture_destination=capture_destination,
+            sampling=sampling,
+            port=port,
+        )
+    _print_state(state)
+
+
+@endpoint_app.command("describe")
+def describe(
+    name: Annotated[str, typer.Argument(help="endpoint name")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Status, variants, weights and capture of one endpoint."""
+    from mlops.endpoints import describe_endpoint
+
+    state = describe_endpoint(_settings(), name)
+    if as_json:
+        out.print_json(state.model_dump_json())
+        return
+    _print_state(state)
+
+
+@endpoint_app.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Every local endpoint with its status."""
+    from mlops.endpoints import list_endpoints
+
+    states = list_endpoints(_settings())
+    if as_json:
+        out.print_json(json.dumps([s.model_dump(mode="json") for s in states]))
+        return
+    if not states:
+        out.print("no endpoints yet; create one with `mlops endpoint create NAME --model REF`")
+        return
+    table = Table("endpoint", "status", "url", "variants (weight)", "updated")
+    for s in states:
+        variants = ", ".join(
+            f"{v.name} (shadow)" if v.shadow else f"{v.name} ({v.weight:g})" for v in s.variants
+        )
+        table.add_row(s.name, _status(s.status), s.url, variants, s.updated_at)
+    out.print(table)
+
+
+@endpoint_app.command("update-weights")
+def update_weights(
+    name: Annotated[str, typer.Argument(help="endpoint name")],
+    weights: Annotated[list[str], typer.Argument(help="VARIANT=WEIGHT pairs, e.g. v3=90 v4=10")],
+) -> None:
+    """Change the traffic weights of variants at once (others keep theirs)."""
+    from mlops.endpoints import EndpointClient
+
+    parsed: dict[str, float] = {}
+    for pair in weights:
+        key, sep, value = pair.partition("=")
+        try:
+            parsed[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise ConfigError(f"{pair!r} is not VARIANT=WEIGHT; write e.g. v3=90 v4=10")
+    with EndpointClient.for_endpoint(_settings(), name) as client:
+        client.set_weights(parsed)
+        state = client.state()
+    total = sum(v.weight for v in state.variants if not v.shadow)
+    shares = [
+        f"{v.name}=shadow"
+        if v.shadow
+        else f"{v.name}={v.weight:g} ({100 * v.weight / total if total else 0:.0f}%)"
+        for v in state.variants
+    ]
+    out.print(f"{name}: " + "  ".join(shares))
+
+
+@endpoint_app.command("start")
+def start(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
+    """Start a stopped endpoint again from its saved state."""
+    from mlops.endpoints import start_endpoint
+
+    with out.status(f"starting endpoint {name}…"):
+        state = start_endpoint(_settings(), name)
+    _print_state(state)
+
+
+@endpoint_app.command("stop")
+def stop(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
+    """Stop the gateway and its variants (capture flushed); `start` brings it back."""
+    from mlops.endpoints import stop_endpoint
+
+    with out.status(f"stopping endpoint {name}…"):
+        state = stop_endpoint(_settings(), name)
+    out.print(f"{name}: {_status(state.status)}; start it again with `mlops endpoint start {name}`")
+
+
+@endpoint_app.command("delete")
+def delete(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
+    """Stop the endpoint and remove its state (captured data stays)."""
+    from mlops.endpoints import delete_endpoint
+
+    with out.status(f"deleting endpoint {name}…"):
+        delete_endpoint(_settings(), name)
+    out.print(f"deleted endpoint {name}")
+
+
+@endpoint_app.command("invoke")
+def invoke(
+    name: Annotated[str, typer.Argument(help="endpoint name")],
+    body: Annotated[str, typer.Option(help="request body, e.g. '1,2.5,14,3'; @PATH reads a file")],
+    content_type: Annotated[str, typer.Option(help="text/csv or application/json")] = "text/csv",
+    accept: Annotated[str | None, typer.Option(help="answer format")] = None,
+    target_variant: Annotated[str | None, typer.Option(help="send to this variant")] = None,
+    inference_id: Annotated[str | None, typer.Option(help="id recorded with capture")] = None,
+) -> None:
+    """Send one request to the endpoint and print the answer."""
+    from mlops.endpoints import EndpointClient
+
+    if body.startswith("@"):
+        path = Path(body[1:])
+        if not path.is_file():
+            raise ConfigError(f"--body {body}: {path} is not a file")
+        data = path.read_bytes()
+    else:
+        data = body.encode()
+    with EndpointClient.for_endpoint(_settings(), name) as client:
+        result = client.invoke(
+            data,
+            content_type,
+            accept=accept,
+            target_variant=target_variant,
+            inference_id=inference_id,
+        )
+    colour = "green" if result.ok else "red"
+    out.print(
+        f"[{colour}]{result.status}[/] variant={result.variant or '-'} "
+        f"{result.content_type} {result.latency_ms:.1f} ms",
+        highlight=False,
+    )
+    out.print(result.text, highlight=False, markup=False)
+    if not result.ok:
+        raise EndpointError(f"endpoint {name!r} answered HTTP {result.status}")

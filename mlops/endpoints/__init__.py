@@ -1,0 +1,37 @@
+"""Local endpoints: a gateway process on loopback hosting model-server variants.
+
+The local backend's counterpart of a SageMaker endpoint: weighted production variants, a
+shadow variant, data capture, target-variant routing, and an admin API through which a
+rollout shifts traffic between variants.
+"""
+
+from __future__ import annotations
+
+from mlops.endpoints.client import EndpointClient, InvokeResult
+from mlops.endpoints.manager import (
+    VariantSpec,
+    create_endpoint,
+    delete_endpoint,
+    describe_endpoint,
+    endpoint_url,
+    list_endpoints,
+    start_endpoint,
+    stop_endpoint,
+)
+from mlops.endpoints.state import CaptureState, EndpointState, VariantState
+
+__all__ = [
+    "CaptureState",
+    "EndpointClient",
+    "EndpointState",
+    "InvokeResult",
+    "VariantSpec",
+    "VariantState",
+    "create_endpoint",
+    "delete_endpoint",
+    "describe_endpoint",
+    "endpoint_url",
+    "list_endpoints",
+    "start_endpoint",
+    "stop_endpoint",
+]

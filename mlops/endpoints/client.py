@@ -1,0 +1,228 @@
+"""A synchronous HTTP client of a local endpoint's gateway (invocations and admin API)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from mlops.endpoints.state import EndpointState, VariantState, load_state
+from mlops.errors import EndpointError, ModelNotFoundError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from mlops.settings import Settings
+
+__all__ = ["EndpointClient", "InvokeResult"]
+
+INVOKED_HEADER = "X-Amzn-Invoked-Production-Variant"
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    """The answer to one invocation.
+
+    Attributes:
+        status: HTTP status (200, or the model server's/gateway's error status).
+        body: the raw answer.
+        content_type: its content type.
+        variant: the production variant that answered (``X-Amzn-Invoked-Production-Variant``).
+        latency_ms: round trip seen by this client.
+    """
+
+    status: int
+    body: bytes
+    content_type: str
+    variant: str | None
+    latency_ms: float
+
+    @property
+    def ok(self) -> bool:
+        """Whether the status is 2xx."""
+        return 200 <= self.status < 300
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8."""
+        return self.body.decode("utf-8", errors="replace")
+
+    def predictions(self) -> list[float]:
+        """Numeric predictions of a successful CSV or JSON answer."""
+        from mlops.endpoints.metrics import parse_predictions
+
+        return parse_predictions(self.body, self.content_type)
+
+
+class EndpointClient:
+    """Talks to one gateway on loopback.
+
+    Args:
+        base_url: the gateway's URL, e.g. ``http://127.0.0.1:8765``.
+        timeout: default timeout in seconds of a request.
+
+    Example::
+
+        with EndpointClient.for_endpoint(settings, "taxi-prod") as client:
+            result = client.invoke(b"1,2.5,3", "text/csv")
+    """
+
+    def __init__(self, base_url: str, *, timeout: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        # trust_env=False: a proxy from the environment must not intercept loopback traffic.
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
+
+    @classmethod
+    def for_endpoint(
+        cls, settings: Settings, name: str, *, timeout: float = 60.0
+    ) -> EndpointClient:
+        """A client of endpoint ``name``'s gateway (its port read from the state file).
+
+        Raises:
+            EndpointNotFoundError: no such endpoint.
+        """
+        state = load_state(settings.endpoints_dir, name)
+        return cls(state.url, timeout=timeout)
+
+    def __enter__(self) -> EndpointClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # ------------------------------------------------------------------ serving
+
+    def invoke(
+        self,
+        body: bytes | str,
+        content_type: str = "text/csv",
+        accept: str | None = None,
+        target_variant: str | None = None,
+        inference_id: str | None = None,
+        timeout: float | None = None,
+    ) -> InvokeResult:
+        """Send one request to ``POST /invocations``; error statuses are returned, not raised.
+
+        Raises:
+            EndpointError: the gateway is not reachable.
+        """
+        headers = {"Content-Type": content_type}
+        if accept:
+            headers["Accept"] = accept
+        if target_variant:
+            headers["X-Amzn-SageMaker-Target-Variant"] = target_variant
+        if inference_id:
+            headers["X-Amzn-SageMaker-Inference-Id"] = inference_id
+        data = body.encode() if isinstance(body, str) else body
+        start = time.perf_counter()
+        resp = self._request(
+            "POST", "/invocations", content=data, headers=headers,
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )  # fmt: skip
+        return InvokeResult(
+            status=resp.status_code,
+            body=resp.content,
+            content_type=resp.headers.get("content-type", ""),
+            variant=resp.headers.get(INVOKED_HEADER),
+            latency_ms=(time.perf_counter() - start) * 1000,
+        )
+
+    def ping(self) -> bool:
+        """Whether the gateway answers ``/ping``."""
+        try:
+            return self._http.get("/ping", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # ------------------------------------------------------------------ admin
+
+    def state(self) -> EndpointState:
+        """The live state of the endpoint (``GET /admin/state``)."""
+        return EndpointState.model_validate(self._admin("GET", "/admin/state", timeout=5.0))
+
+    def add_variant(
+        self,
+        name: str,
+        model_ref: str | None = None,
+        *,
+        model_dir: str | None = None,
+        weight: float = 0.0,
+        shadow: bool = False,
+        timeout: float = 300.0,
+    ) -> VariantState:
+        """Start a new variant and wait until it serves (``POST /admin/variants``).
+
+        Args:
+            name: variant name, e.g. ``v4``.
+            model_ref: ``models:/NAME/VERSION`` or ``NAME@ALIAS`` (downloaded by the gateway).
+            model_dir: a local MLflow model folder instead of ``model_ref``.
+            weight: relative traffic weight (0: only reachable with a target-variant header).
+            shadow: receive a copy of every request; its answers are never returned.
+            timeout: how long to wait for the download and the server to get ready.
+
+        Raises:
+            ModelNotFoundError: the model reference does not exist.
+            EndpointError: the variant could not be added (the message has the server log).
+        """
+        body = {"name": name, "model_ref": model_ref, "model_dir": model_dir,
+                "weight": weight, "shadow": shadow}  # fmt: skip
+        doc = self._admin("POST", "/admin/variants", json=body, timeout=timeout)
+        return VariantState.model_validate(doc)
+
+    def remove_variant(self, name: str, *, timeout: float = 60.0) -> None:
+        """Stop a variant's server (capture flushed) and remove it."""
+        self._admin("DELETE", f"/admin/variants/{name}", timeout=timeout)
+
+    def set_weights(self, weights: dict[str, float]) -> dict[str, float]:
+        """Set the weights of the named variants at once; return every variant's weight."""
+        doc = self._admin("PUT", "/admin/weights", json={"weights": weights}, timeout=10.0)
+        return {k: float(v) for k, v in doc["weights"].items()}
+
+    def metrics(self, since: float = 0.0) -> dict[str, Any]:
+        """Per-variant request counts, latency percentiles and predictions since a unix time."""
+        return dict(self._admin("GET", "/admin/metrics", params={"since": since}, timeout=30.0))
+
+    def shutdown(self, *, delete: bool = False) -> None:
+        """Ask the gateway to stop its variants and exit (the state file stays)."""
+        params = {"delete": "true"} if delete else None
+        self._admin("POST", "/admin/shutdown", params=params, timeout=10.0)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise EndpointError(
+                f"{method} {self.base_url}{path} timed out; the gateway is busy or stuck, "
+                "see its gateway.log in the endpoint's folder"
+            ) from None
+        except httpx.TransportError as exc:
+            raise EndpointError(
+                f"gateway at {self.base_url} is not reachable ({exc}); is the endpoint "
+                "running? start it with `mlops endpoint start NAME`"
+            ) from None
+
+    def _admin(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = self._request(method, path, **kwargs)
+        try:
+            doc = resp.json()
+        except ValueError:
+            doc = {"error": resp.text}
+        if resp.is_success:
+            return doc
+        message = doc.get("error", resp.text) if isinstance(doc, dict) else resp.text
+        if resp.status_code == 404 and path == "/admin/variants":
+            raise ModelNotFoundError(message)
+        raise EndpointError(f"{method} {path} failed with {resp.status_code}: {message}")

@@ -1,0 +1,408 @@
+"""Create, describe, list, start, stop and delete local endpoints.
+
+An endpoint is a gateway process on loopback (``python -m mlops.endpoints``) that hosts one
+model server per variant. Its state lives in ``<settings.endpoints_dir>/<name>/``:
+``endpoint.json`` (what to run), ``gateway.log`` and ``variants/<variant>.log``. Model
+artifacts are downloaded when a variant is created, so an endpoint starts again without the
+tracking server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mlops.endpoints.client import EndpointClient
+from mlops.endpoints.processes import (
+    find_free_port,
+    is_process_of,
+    log_tail,
+    pid_alive,
+    port_is_free,
+    terminate_process,
+)
+from mlops.endpoints.state import (
+    STATE_FILE,
+    CaptureState,
+    EndpointState,
+    VariantState,
+    endpoint_dir,
+    load_state,
+    resolve_model_dir,
+    save_state,
+    validate_name,
+)
+from mlops.errors import EndpointError, EndpointNotFoundError
+
+if TYPE_CHECKING:
+    from mlops.settings import Settings
+
+__all__ = [
+    "VariantSpec",
+    "create_endpoint",
+    "delete_endpoint",
+    "describe_endpoint",
+    "endpoint_url",
+    "list_endpoints",
+    "start_endpoint",
+    "stop_endpoint",
+]
+
+READY_TIMEOUT_S = 300.0
+SHUTDOWN_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """A variant to create: a registered model behind a name, with a traffic weight.
+
+    Attributes:
+        name: variant name (SageMaker's rule: letters, digits, hyphens), e.g. ``v3``.
+        model_ref: ``models:/NAME/VERSION`` or ``NAME@ALIAS``.
+        weight: relative share of traffic among production variants.
+        shadow: gets a copy of every request; its answers are only captured, never returned.
+    """
+
+    name: str
+    model_ref: str
+    weight: float = 1.0
+    shadow: bool = False
+
+
+def _check_specs(name: str, variants: list[VariantSpec]) -> None:
+    validate_name(name, "endpoint")
+    if not variants:
+        raise EndpointError(
+            f"endpoint {name!r} needs at least one variant, e.g. "
+            "VariantSpec('v1', 'models:/taxi/1') or `--model models:/taxi/1`"
+        )
+    seen: set[str] = set()
+    for spec in variants:
+        validate_name(spec.name, "variant")
+        if spec.name in seen:
+            raise EndpointError(f"variant name {spec.name!r} is used twice; names must differ")
+        seen.add(spec.name)
+        if not (math.isfinite(spec.weight) and spec.weight >= 0):
+            raise EndpointError(
+                f"variant {spec.name!r} has weight {spec.weight}; use a finite number >= 0"
+            )
+    if sum(1 for s in variants if s.shadow) > 1:
+        raise EndpointError(f"endpoint {name!r} may have one shadow variant at most")
+    if not any(not s.shadow and s.weight > 0 for s in variants):
+        raise EndpointError(
+            f"endpoint {name!r} needs a production (non-shadow) variant with weight > 0 "
+            "to take traffic"
+        )
+
+
+def create_endpoint(
+    settings: Settings,
+    name: str,
+    variants: list[VariantSpec],
+    *,
+    capture: bool | None = None,
+    capture_destination: str | None = None,
+    sampling: int | None = None,
+    port: int | None = None,
+    wait: bool = True,
+) -> EndpointState:
+    """Download the variants' models and start the endpoint's gateway on loopback.
+
+    Args:
+        settings: settings of the tracking store and work dir.
+        name: endpoint name, e.g. ``taxi-dev``.
+        variants: the variants to host.
+        capture: capture requests and answers; default ``settings.serving.capture.enabled``.
+        capture_destination: folder or ``s3://`` URI; default ``settings.capture_destination``.
+        sampling: percentage of requests captured; default from the settings.
+        port: the gateway's port; default a free one.
+        wait: wait until the endpoint is InService.
+
+    Returns:
+        The endpoint's state (InService when ``wait``, else Creating).
+
+    Raises:
+        EndpointError: invalid names or weights, an existing endpoint, a taken port, or a
+            gateway or variant that failed to start (nothing is left behind then).
+        ModelNotFoundError: a model reference does not exist.
+    """
+    _check_specs(name, variants)
+    root = settings.endpoints_dir
+    folder = endpoint_dir(root, name)
+    if (folder / STATE_FILE).exists():
+        raise EndpointError(
+            f"endpoint {name!r} already exists; change it with `mlops endpoint update-weights "
+            f"{name} ...`, or remove it with `mlops endpoint delete {name}` first"
+        )
+    if sampling is None:
+        sampling = settings.serving.capture.sampling_percentage
+    if not 0 <= sampling <= 100:
+        raise EndpointError(f"sampling {sampling} must be a percentage between 0 and 100")
+    if port is not None and not port_is_free(port):
+        raise EndpointError(
+            f"port {port} on 127.0.0.1 is taken; pick another or leave it out to use a free one"
+        )
+    states = []
+    for spec in variants:  # downloads; fails before anything is written
+        model_dir, model_name, version = resolve_model_dir(settings, spec.model_ref)
+        states.append(VariantState(
+            name=spec.name, model_ref=spec.model_ref, model_name=model_name,
+            model_version=version, model_dir=model_dir, weight=spec.weight, shadow=spec.shadow,
+        ))  # fmt: skip
+    enabled = settings.serving.capture.enabled if capture is None else capture
+    state = EndpointState(
+        name=name,
+        port=port or find_free_port(),
+        status="Creating",
+        capture=CaptureState(
+            enabled=enabled,
+            destination=capture_destination or settings.capture_destination,
+            sampling_percentage=sampling,
+        ),
+        variants=states,
+    )
+    save_state(root, state)
+    pid = None
+    try:
+        pid = _spawn_gateway(settings, name)
+        if not wait:
+            return load_state(root, name)
+        return _wait_in_service(settings, name, pid)
+    except BaseException:
+        if pid is not None and pid_alive(pid):
+            terminate_process(pid, grace_s=SHUTDOWN_TIMEOUT_S)  # it stops its variants
+        _teardown(settings, name)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def describe_endpoint(settings: Settings, name: str) -> EndpointState:
+    """The endpoint's state, live from its gateway when it runs.
+
+    A stopped gateway shows as ``OutOfService``, its variants as ``Failed`` unless their
+    processes still run.
+
+    Raises:
+        EndpointNotFoundError: no such endpoint.
+    """
+    state = load_state(settings.endpoints_dir, name)
+    if _gateway_running(state):
+        try:
+            with EndpointClient(state.url) as client:
+                return client.state()
+        except EndpointError:
+            return state  # starting up or busy: the file is the best we know
+    state.status = "OutOfService"
+    for v in state.variants:
+        if not is_process_of(v.pid, "mlops.serving", str(v.port)):
+            v.status = "Failed"
+            v.failure_reason = "not running: the endpoint's gateway is stopped"
+    return state
+
+
+def list_endpoints(settings: Settings) -> list[EndpointState]:
+    """Every endpoint under ``settings.endpoints_dir``, described live, by name."""
+    root = settings.endpoints_dir
+    if not root.is_dir():
+        return []
+    found = []
+    for path in sorted(root.glob(f"*/{STATE_FILE}")):
+        try:
+            found.append(describe_endpoint(settings, path.parent.name))
+        except EndpointError:
+            continue  # deleted meanwhile or unreadable; `describe` names the problem
+    return found
+
+
+def start_endpoint(settings: Settings, name: str, *, wait: bool = True) -> EndpointState:
+    """Start a stopped endpoint's gateway again from its state (same port when free).
+
+    Variants still running from before are adopted; the others are started on their ports.
+
+    Raises:
+        EndpointNotFoundError: no such endpoint.
+        EndpointError: the gateway did not start, or a variant failed (the gateway keeps
+            running and retries it; ``stop_endpoint`` stops it).
+    """
+    root = settings.endpoints_dir
+    state = load_state(root, name)
+    if _gateway_running(state):
+        return describe_endpoint(settings, name)
+    if not port_is_free(state.port):
+        state.port = find_free_port()
+    state.gateway_pid = None
+    save_state(root, state)
+    pid = _spawn_gateway(settings, name)
+    if not wait:
+        return load_state(root, name)
+    return _wait_in_service(settings, name, pid, creating=False)
+
+
+def stop_endpoint(settings: Settings, name: str) -> EndpointState:
+    """Stop the gateway and its variants (capture flushed); the state stays for a restart.
+
+    Raises:
+        EndpointNotFoundError: no such endpoint.
+    """
+    load_state(settings.endpoints_dir, name)
+    _teardown(settings, name)
+    return describe_endpoint(settings, name)
+
+
+def delete_endpoint(settings: Settings, name: str) -> None:
+    """Stop the gateway and its variants and remove the endpoint's state and logs.
+
+    Captured data stays where it was written.
+
+    Raises:
+        EndpointNotFoundError: no such endpoint.
+    """
+    load_state(settings.endpoints_dir, name)
+    _teardown(settings, name, delete=True)
+    shutil.rmtree(endpoint_dir(settings.endpoints_dir, name), ignore_errors=True)
+
+
+def endpoint_url(settings: Settings, name: str) -> str:
+    """The gateway's base URL, e.g. ``http://127.0.0.1:8765`` (``/invocations`` below it).
+
+    Raises:
+        EndpointNotFoundError: no such endpoint.
+    """
+    return load_state(settings.endpoints_dir, name).url
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _gateway_running(state: EndpointState) -> bool:
+    return is_process_of(state.gateway_pid, "mlops.endpoints", state.name)
+
+
+def _gateway_env(settings: Settings) -> dict[str, str]:
+    """The environment that carries these settings to the gateway and its model servers."""
+    # The JSON tables below carry the effective values; stale nested variables must not mix in.
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_SERVING__", "MLOPS_AWS__"))
+    }
+    env["MLOPS_WORK_DIR"] = str(settings.work_dir.resolve())
+    env["MLOPS_TRACKING_URI"] = settings.effective_tracking_uri
+    if settings.registry_uri:
+        env["MLOPS_REGISTRY_URI"] = settings.registry_uri
+    env["MLOPS_SERVING"] = json.dumps(settings.serving.model_dump(mode="json"))
+    env["MLOPS_AWS"] = json.dumps(settings.aws.model_dump(mode="json"))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _spawn_gateway(settings: Settings, name: str) -> int:
+    """Start the gateway detached (not our child, own session); return its pid."""
+    folder = endpoint_dir(settings.endpoints_dir, name)
+    log = folder / "gateway.log"
+    with log.open("ab") as fh:
+        fh.write(f"\n--- starting gateway of endpoint {name}\n".encode())
+    command = [sys.executable, "-m", "mlops.endpoints", "--endpoint", name]
+    # A short-lived launcher starts it, so the gateway is re-parented to init: a long-lived
+    # caller (a Prefect worker, a test session) collects no zombie when it exits.
+    launched = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, str(log), *command],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=_gateway_env(settings),
+        check=False,
+    )
+    try:
+        return int(launched.stdout.decode().strip())
+    except ValueError:
+        raise EndpointError(
+            f"could not start the gateway of endpoint {name!r}: "
+            f"{launched.stderr.decode(errors='replace')[-2000:]}"
+        ) from None
+
+
+_LAUNCHER = """\
+import subprocess, sys
+with open(sys.argv[1], "ab") as log:
+    proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+print(proc.pid)
+"""
+
+
+def _wait_in_service(
+    settings: Settings, name: str, pid: int, *, creating: bool = True
+) -> EndpointState:
+    folder = endpoint_dir(settings.endpoints_dir, name)
+    log = folder / "gateway.log"
+    state = load_state(settings.endpoints_dir, name)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    with EndpointClient(state.url) as client:
+        while True:
+            if not pid_alive(pid):
+                raise EndpointError(
+                    f"the gateway of endpoint {name!r} (pid {pid}) exited "
+                    f"before it was InService. Last lines of {log}:\n{log_tail(log)}"
+                )
+            live: EndpointState | None = None
+            if client.ping():
+                try:
+                    live = client.state()
+                except EndpointError:
+                    live = None
+            if live is not None and live.gateway_pid == pid:
+                if live.status == "InService":
+                    return live
+                if live.status == "Failed":
+                    hint = (
+                        "nothing was kept; fix the model or its folder and create it again"
+                        if creating
+                        else f"the gateway keeps retrying; stop it with `mlops endpoint stop "
+                        f"{name}`"
+                    )
+                    raise EndpointError(
+                        f"endpoint {name!r} failed to start: {live.last_error}; {hint}"
+                    )
+            if time.monotonic() > deadline:
+                raise EndpointError(
+                    f"endpoint {name!r} was not InService after {READY_TIMEOUT_S:.0f} s. "
+                    f"Last lines of {log}:\n{log_tail(log)}"
+                )
+            time.sleep(0.25)
+
+
+def _teardown(settings: Settings, name: str, *, delete: bool = False) -> None:
+    """Stop the gateway (it stops its variants), then any variant process left over."""
+    root = settings.endpoints_dir
+    try:
+        state = load_state(root, name)
+    except EndpointNotFoundError:
+        return
+    pid = state.gateway_pid
+    if _gateway_running(state):
+        assert pid is not None
+        try:
+            with EndpointClient(state.url) as client:
+                client.shutdown(delete=delete)
+        except EndpointError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)  # uvicorn shuts down and stops the variants too
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pid_alive(pid):
+            terminate_process(pid, grace_s=5.0)
+    try:
+        state = load_state(root, name)  # the gateway's last word: pids of variants it ran
+    except EndpointError:
+        pass
+    for v in state.variants:
+        if v.pid and is_process_of(v.pid, "mlops.serving", str(v.port)):
+            terminate_process(v.pid)

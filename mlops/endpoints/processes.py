@@ -1,0 +1,120 @@
+"""Processes of local endpoints: liveness (zombies and recycled pids included), stopping
+with a grace period, free loopback ports, log tails."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+__all__ = [
+    "find_free_port",
+    "is_process_of",
+    "kill_group",
+    "log_tail",
+    "pid_alive",
+    "port_is_free",
+    "terminate_process",
+]
+
+STOP_GRACE_S = 10.0
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (reaps it if it is our child)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: fine, ask the kernel below
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def is_process_of(pid: int | None, *needles: str) -> bool:
+    """Whether ``pid`` is alive and its command line holds every one of ``needles``.
+
+    Guards against a recycled pid before a process recorded in a state file is adopted or
+    signalled. Where ``/proc`` does not exist only liveness is checked.
+    """
+    if not pid_alive(pid):
+        return False
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()
+    except OSError:
+        return False
+    words = [a.decode(errors="replace") for a in args]
+    return all(n in words for n in needles)
+
+
+def terminate_process(pid: int, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM ``pid``, wait up to ``grace_s``, then SIGKILL its process group.
+
+    The grace period lets a model server flush its capture buffer.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        time.sleep(0.05)
+    kill_group(pid)
+
+
+def kill_group(pid: int) -> None:
+    try:
+        if os.getpgid(pid) == pid:  # a session leader: take its workers with it
+            os.killpg(pid, signal.SIGKILL)
+            return
+    except (ProcessLookupError, PermissionError):
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    pid_alive(pid)  # reap if it is our child
+
+
+def port_is_free(port: int) -> bool:
+    """Whether ``127.0.0.1:port`` can be bound now."""
+    with socket.socket() as sock:
+        # as servers bind (uvicorn sets SO_REUSEADDR): TIME_WAIT leftovers do not count
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def find_free_port() -> int:
+    """A port on loopback that is free now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    """The last ``lines`` lines of a log file, or a note that it is empty or missing."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"(no log at {path})"
+    tail = "\n".join(text.rstrip().splitlines()[-lines:])
+    return tail or f"({path} is empty)"

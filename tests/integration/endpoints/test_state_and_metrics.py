@@ -1,0 +1,92 @@
+"""The endpoint state file and the gateway's metrics, without processes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from mlops.endpoints.metrics import VariantMetrics, parse_predictions
+from mlops.endpoints.state import (
+    EndpointState,
+    VariantState,
+    load_state,
+    save_state,
+    state_path,
+    validate_name,
+)
+from mlops.errors import EndpointError, EndpointNotFoundError
+
+
+@pytest.mark.parametrize("name", ["a", "taxi-prod", "A1", "a--b", "x" * 63])
+def test_valid_names(name: str) -> None:
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "-a", "a-", "a_b", "a.b", "a b", "x" * 64, "ü"])
+def test_invalid_names(name: str) -> None:
+    with pytest.raises(EndpointError, match="not valid.*letters, digits and hyphens"):
+        validate_name(name, "variant")
+
+
+def test_state_round_trip_is_atomic(tmp_path: Path) -> None:
+    state = EndpointState(
+        name="ep",
+        port=1234,
+        variants=[VariantState(name="v1", model_dir="/m", model_ref="models:/taxi/1", weight=2)],
+    )
+    path = save_state(tmp_path, state)
+    assert path == state_path(tmp_path, "ep") == tmp_path / "ep" / "endpoint.json"
+    assert [p.name for p in path.parent.iterdir()] == ["endpoint.json"]  # no temp file left
+    loaded = load_state(tmp_path, "ep")
+    assert loaded == state
+    assert loaded.variant("v1").weight == 2.0
+    with pytest.raises(EndpointError, match="no variant 'v9' \\(variants: v1\\)"):
+        loaded.variant("v9")
+
+
+def test_load_errors(tmp_path: Path) -> None:
+    save_state(tmp_path, EndpointState(name="other", port=1))
+    with pytest.raises(EndpointNotFoundError, match="'ep' does not exist \\(endpoints: other\\)"):
+        load_state(tmp_path, "ep")
+    state_path(tmp_path, "other").write_text("{not json")
+    with pytest.raises(EndpointError, match="not valid.*mlops endpoint delete other"):
+        load_state(tmp_path, "other")
+
+
+def test_parse_predictions() -> None:
+    assert parse_predictions(b"1.5\n2\n\n-3e2\n", "text/csv; charset=utf-8") == [1.5, 2.0, -300.0]
+    assert parse_predictions(b"0.2,0.8\nx\n", "text/csv") == [0.2]
+    doc = {"predictions": [1, [2.5], "a", None, True, [1, 2]]}
+    assert parse_predictions(json.dumps(doc).encode(), "application/json") == [1.0, 2.5]
+    assert parse_predictions(b"[4, 5]", "application/json") == [4.0, 5.0]
+    assert parse_predictions(b"{broken", "application/json") == []
+
+
+def test_metrics_window_and_counts() -> None:
+    metrics = VariantMetrics()
+    for status, latency in [(200, 1.0), (200, 3.0), (400, 2.0), (424, 9.0), (503, 4.0)]:
+        metrics.record(status, latency, [latency] if status == 200 else [])
+    summary = metrics.summary(0)
+    assert {k: summary[k] for k in ("requests", "status_2xx", "status_4xx", "status_5xx")} == {
+        "requests": 5,
+        "status_2xx": 2,
+        "status_4xx": 2,  # 400 and 424
+        "status_5xx": 1,
+    }
+    assert summary["model_errors"] == 1
+    assert summary["latency_ms"] == {"p50": 3.0, "p90": 7.0, "p99": pytest.approx(8.8), "max": 9.0}
+    assert summary["predictions"] == [1.0, 3.0]
+    future = metrics.summary(time.time() + 60)
+    assert future["requests"] == 0 and future["predictions"] == []
+    assert future["latency_ms"] == {"p50": None, "p90": None, "p99": None, "max": None}
+
+
+def test_metrics_are_bounded() -> None:
+    metrics = VariantMetrics()
+    metrics.events = type(metrics.events)(maxlen=10)
+    for _ in range(25):
+        metrics.record(200, 1.0, [])
+    assert metrics.summary(0)["requests"] == 10
