@@ -1,0 +1,201 @@
+"""Run the model server: resolve the model once, then uvicorn with N worker processes.
+
+Workers are spawned by uvicorn's supervisor; each builds the app through
+:func:`mlops.serving.app.create_app` from the :class:`ServerConfig` the parent puts in the
+environment. On SIGTERM/SIGINT the supervisor sends SIGTERM to every worker, each drains
+its connections and runs the lifespan shutdown, which flushes data capture.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlops.errors import ConfigError
+from mlops.serving.app import CONFIG_ENV, CaptureOptions, ServerConfig
+from mlops.serving.model import ResolvedModel, find_model_dir, read_mlmodel, resolve_model
+
+if TYPE_CHECKING:
+    from mlops.settings import Settings
+
+__all__ = ["default_port", "default_workers", "plan_server", "run_server"]
+
+logger = logging.getLogger(__name__)
+
+APP_FACTORY = "mlops.serving.app:create_app"
+GRACEFUL_SHUTDOWN_S = 10
+
+
+def _env_int(name: str, low: int, high: int) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw!r} must be a whole number from {low} to {high}")
+    return value
+
+
+def _available(fast: str, fallback: str) -> str:
+    """``fast`` when its package is installed (uvicorn[standard]), else ``fallback``."""
+    if importlib.util.find_spec(fast) is not None:
+        return fast
+    logger.warning(
+        "%s is not installed; serving with %s (slower): pip install %s", fast, fallback, fast
+    )
+    return fallback
+
+
+def default_workers(settings: Settings) -> int:
+    """``SAGEMAKER_MODEL_SERVER_WORKERS``, else ``serving.workers``, else one per core."""
+    return (
+        _env_int("SAGEMAKER_MODEL_SERVER_WORKERS", 1, 512)
+        or settings.serving.workers
+        or os.cpu_count()
+        or 1
+    )
+
+
+def default_port(settings: Settings) -> int:
+    """``SAGEMAKER_BIND_TO_PORT``, else ``serving.port``."""
+    port = _env_int("SAGEMAKER_BIND_TO_PORT", 0, 65535)
+    return settings.serving.port if port is None else port
+
+
+def plan_server(
+    settings: Settings,
+    *,
+    model: str | None = None,
+    model_dir: str | Path | None = None,
+    workers: int | None = None,
+    capture_destination: str | None = None,
+    sampling: int | None = None,
+    endpoint_name: str | None = None,
+    variant_name: str = "AllTraffic",
+    max_payload_mb: float | None = None,
+) -> ServerConfig:
+    """Resolve (and download) the model and assemble what every worker needs.
+
+    Capture is on when ``capture_destination`` is given, or when the settings name a
+    ``serving.capture.destination`` and leave capture enabled.
+    """
+    if (model is None) == (model_dir is None):
+        raise ConfigError(
+            "give exactly one of --model NAME[@ALIAS|/VERSION] (from the MLflow registry) "
+            "or --model-dir PATH (an MLflow model folder)"
+        )
+    if model is not None:
+        resolved = resolve_model(settings, model)
+    else:
+        resolved = ResolvedModel(find_model_dir(Path(model_dir).expanduser()).resolve())
+    read_mlmodel(resolved.path)  # fail here, once, rather than in every worker
+    n_workers = workers if workers is not None else default_workers(settings)
+    if n_workers < 1:
+        raise ConfigError(f"--workers {n_workers} must be at least 1")
+    payload_mb = max_payload_mb if max_payload_mb is not None else settings.serving.max_payload_mb
+    if payload_mb <= 0:
+        raise ConfigError(f"--max-payload-mb {payload_mb} must be positive")
+    capture_settings = settings.serving.capture
+    destination = capture_destination
+    if destination is None and capture_settings.enabled and capture_settings.destination:
+        destination = capture_settings.destination
+    capture = None
+    if destination:
+        percentage = capture_settings.sampling_percentage if sampling is None else sampling
+        if not 0 <= percentage <= 100:
+            raise ConfigError(f"--sampling {percentage} must be a percentage from 0 to 100")
+        capture = CaptureOptions(
+            destination=str(destination),
+            endpoint_name=endpoint_name or resolved.name or "model",
+            variant_name=variant_name,
+            sampling_percentage=int(percentage),
+            csv_content_types=tuple(capture_settings.csv_content_types),
+            json_content_types=tuple(capture_settings.json_content_types),
+            flush_interval_s=capture_settings.flush_interval_s,
+            aws_region=settings.effective_aws_region,
+            aws_endpoint_url=settings.aws.endpoint_url,
+        )
+    return ServerConfig(
+        model_dir=str(resolved.path),
+        model_name=resolved.name,
+        model_version=resolved.version,
+        variant_name=variant_name,
+        max_payload_mb=float(payload_mb),
+        workers=n_workers,
+        capture=capture,
+    )
+
+
+def run_server(
+    settings: Settings,
+    *,
+    model: str | None = None,
+    model_dir: str | Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    capture_destination: str | None = None,
+    sampling: int | None = None,
+    endpoint_name: str | None = None,
+    variant_name: str = "AllTraffic",
+    max_payload_mb: float | None = None,
+) -> None:
+    """Serve a model over HTTP until SIGTERM/SIGINT (SageMaker's inference contract).
+
+    Args:
+        settings: effective settings (tracking store, serving and capture defaults).
+        model: registry reference: ``models:/n/3``, ``n@alias``, ``n/3`` or ``n``
+            (= ``n@champion``); downloaded once to ``<work_dir>/models/<n>/<version>/``.
+        model_dir: an MLflow model folder instead of ``model``.
+        host: interface to bind; default ``serving.host``.
+        port: default ``SAGEMAKER_BIND_TO_PORT``, else ``serving.port``.
+        workers: processes; default ``SAGEMAKER_MODEL_SERVER_WORKERS``, else
+            ``serving.workers``, else one per core.
+        capture_destination: folder or ``s3://`` URI for data capture; see
+            :func:`plan_server` for the default.
+        sampling: percentage of requests captured; default from the settings.
+        endpoint_name: endpoint name in the capture path; default the model name.
+        variant_name: production variant, in the response header and the capture path.
+        max_payload_mb: request body limit; default ``serving.max_payload_mb`` (6).
+    """
+    import uvicorn
+
+    config = plan_server(
+        settings,
+        model=model,
+        model_dir=model_dir,
+        workers=workers,
+        capture_destination=capture_destination,
+        sampling=sampling,
+        endpoint_name=endpoint_name,
+        variant_name=variant_name,
+        max_payload_mb=max_payload_mb,
+    )
+    saved = os.environ.get(CONFIG_ENV)
+    os.environ[CONFIG_ENV] = config.to_json()  # read by create_app in every worker
+    try:
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            host=host or settings.serving.host,
+            port=default_port(settings) if port is None else port,
+            workers=config.workers,
+            loop=_available("uvloop", "asyncio"),
+            http=_available("httptools", "h11"),
+            lifespan="on",
+            access_log=False,
+            server_header=False,
+            log_level=config.log_level,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
+    finally:
+        if saved is None:
+            os.environ.pop(CONFIG_ENV, None)
+        else:
+            os.environ[CONFIG_ENV] = saved
