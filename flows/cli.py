@@ -35,6 +35,21 @@ app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 
+
+def _register_subcommands() -> None:
+    # Separate modules keep this one small; their heavy imports stay inside the commands.
+    from flows.cli_deploy import deploy, probe
+    from flows.cli_endpoints import endpoint_app
+    from flows.cli_serving import serve
+
+    app.command()(serve)
+    app.command()(deploy)
+    app.command()(probe)
+    app.add_typer(endpoint_app, name="endpoint")
+
+
+_register_subcommands()
+
 out = Console()
 err = Console(stderr=True)
 
@@ -246,9 +261,15 @@ def train(
 @app.command()
 def demo(
     rows: Annotated[int, typer.Option(help="taxi trips to generate")] = 20_000,
+    deploy: Annotated[
+        bool, typer.Option(help="after training: deploy, canary a second version, monitor")
+    ] = True,
+    keep_endpoints: Annotated[
+        bool, typer.Option(help="leave the demo's endpoints running at the end")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Train the built-in taxi problem end to end and show where to look."""
+    """Train the built-in taxi problem, deploy it, canary a second version, show where to look."""
     settings = _settings()
     out.print(
         f"[bold]mlops demo[/]: NYC green-taxi fares, {rows} trips, backend "
@@ -256,6 +277,30 @@ def demo(
     )
     result = _run_training(settings, verbose, model_name="taxi", dataset="taxi", rows=rows)
     _print_result(result, settings)
+    if not deploy:
+        return
+    from flows.cli_deploy import run_demo_deployment
+
+    def train_second() -> str:
+        second = _run_training(
+            settings,
+            verbose,
+            model_name="taxi",
+            dataset="taxi",
+            rows=rows,
+            hyperparameters={"max_depth": 8},
+        )
+        out.print(f"registered taxi v{second.registered.version} ({second.registered.approval})")
+        return second.registered.version
+
+    run_demo_deployment(
+        settings,
+        verbose,
+        first_version=result.registered.version,
+        train_second=train_second,
+        keep_endpoints=keep_endpoints,
+    )
+    _print_ui_commands(settings)
 
 
 @data_app.command("make")
@@ -327,11 +372,54 @@ def models_list(
     out.print(table)
 
 
+def _paused_approval(name: str, version: str) -> str | None:
+    """The paused deployment-pipeline run waiting on this version's approval, if any."""
+    from mlops.registry import get_version
+    from mlops.tracking import connect
+
+    mv = get_version(connect(_settings()), name, version)
+    flow_run_id = mv.tags.get("mlops.approval_flow_run_id")
+    if not flow_run_id:
+        return None
+    from uuid import UUID
+
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(UUID(flow_run_id))
+        except Exception:  # the run is gone (another Prefect server, or deleted)
+            return None
+    return flow_run_id if run.state is not None and run.state.is_paused() else None
+
+
 def _decide(decision: str, name: str, version: str, comment: str, approver: str | None) -> None:
+    import getpass
+
     from mlops.registry import approve as approve_version
     from mlops.registry import reject as reject_version
     from mlops.tracking import connect
 
+    paused = _paused_approval(name, version)
+    if paused is not None:
+        from uuid import UUID
+
+        from prefect.flow_runs import resume_flow_run
+
+        resume_flow_run(
+            UUID(paused),
+            run_input={
+                "decision": "approve" if decision == "approved" else "reject",
+                "approver": approver or getpass.getuser(),
+                "comment": comment,
+            },
+        )
+        out.print(
+            f"{name} v{version}: {decision}; answered the approval pause of deployment-pipeline "
+            f"run {paused}, which now "
+            + ("rolls it out to prod" if decision == "approved" else "stops")
+        )
+        return
     client = connect(_settings())
     act = approve_version if decision == "approved" else reject_version
     mv = act(client, name, version, comment=comment, approver=approver)

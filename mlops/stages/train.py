@@ -219,10 +219,20 @@ def train(
             curves, Path(tmp) / "learning_curves.png", best_iteration=metadata["best_iteration"]
         )
         client.log_artifact(run_id, str(plot), "plots")
+        # The logged model belongs to the run's experiment (MLflow would otherwise put it,
+        # and its artifacts, in the default experiment under the working directory).
+        logged_model = client.create_logged_model(
+            experiment_id=client.get_run(run_id).info.experiment_id,
+            name="model",
+            source_run_id=run_id,
+            params={k: str(v)[:6000] for k, v in logged_params.items()},
+            tags={Tags.FINGERPRINT: fingerprint},
+        )
         logged = mlflow.xgboost.log_model(
             model,
             name="model",
             run_id=run_id,
+            model_id=logged_model.model_id,
             signature=infer_signature(example, model.predict(example)),
             input_example=example,
             model_format="ubj",

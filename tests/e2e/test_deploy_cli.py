@@ -72,11 +72,13 @@ def test_cli_approval_answers_the_pause_and_prod_gets_the_champion(
         with get_client(sync_client=True) as prefect:
             inputs = prefect.filter_flow_run_input(
                 flow_run_id=UUID(flow_run_id),
-                key_prefix="approvalinput",
+                key_prefix="paused-",
                 limit=10,
                 exclude_keys=set(),
             )
         schema = next(i for i in inputs if i.key.endswith("-schema"))
+        description = next(i for i in inputs if i.key.endswith("-description"))
+        assert "Approve taxi v1 for production?" in description.decoded_value
         assert {"decision", "approver", "comment"} <= set(schema.decoded_value["properties"])
         assert get_alias_version(connect(settings), "taxi", ALIAS_CHAMPION) is None
 
