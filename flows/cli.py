@@ -159,7 +159,7 @@ def _run_training(settings: Settings, verbose: bool, **params: Any) -> PipelineR
                 console.setFormatter(formatter)
 
 
-def _print_result(result: PipelineResult, settings: Settings) -> None:
+def _print_result(result: PipelineResult, settings: Settings, *, show_ui: bool = True) -> None:
     reg = result.registered
     out.print()
     if reg.created:
@@ -187,7 +187,8 @@ def _print_result(result: PipelineResult, settings: Settings) -> None:
         out.print(f"champion: {result.evaluation.champion_note}")
     out.print(f"MLflow run: {result.run_id} in experiment {result.experiment!r}")
     out.print(f"load it:    mlflow.pyfunc.load_model('models:/{reg.name}@challenger')")
-    _print_ui_commands(settings)
+    if show_ui:
+        _print_ui_commands(settings)
 
 
 def _print_ui_commands(settings: Settings) -> None:
@@ -276,7 +277,7 @@ def demo(
         f"{settings.backend}, MLflow store {settings.effective_tracking_uri}"
     )
     result = _run_training(settings, verbose, model_name="taxi", dataset="taxi", rows=rows)
-    _print_result(result, settings)
+    _print_result(result, settings, show_ui=not deploy)
     if not deploy:
         return
     from flows.cli_deploy import run_demo_deployment
@@ -485,6 +486,9 @@ def _to_toml(data: dict[str, Any], prefix: str = "") -> str:
 def main() -> None:
     """Console-script entry point: clear one-line errors, non-zero exit codes."""
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "mlops")
+    # No telemetry by default, and no per-file download bars between our progress lines.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         app(standalone_mode=False)
     except MlopsError as exc:

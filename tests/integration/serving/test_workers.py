@@ -142,3 +142,64 @@ def test_workers_answer_and_a_stop_flushes_capture(
     first = records[0]["captureData"]
     assert first["endpointInput"]["encoding"] == "CSV"
     assert first["endpointOutput"]["observedContentType"] == "text/csv; charset=utf-8"
+
+
+def test_a_killed_worker_leaves_only_whole_capture_lines(
+    trained_taxi: tuple[Settings, str], tmp_path: Path
+) -> None:
+    """SIGKILL one of two workers under load: every capture line on disk is whole JSON."""
+    import json
+
+    settings, version = trained_taxi
+    capture = tmp_path / "capture"
+    args = ["--model", f"taxi/{version}", "--capture", str(capture), "--sampling", "100"]
+    env = server_env(settings, SAGEMAKER_MODEL_SERVER_WORKERS="2")
+    stop = threading.Event()
+    sent = 0
+
+    def load(port: int) -> None:
+        nonlocal sent
+        while not stop.is_set():
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                for i in range(50):
+                    conn.request(
+                        "POST",
+                        "/invocations",
+                        f"1,{i % 7 + 0.5},12\n".encode(),
+                        {"Content-Type": "text/csv"},
+                    )
+                    conn.getresponse().read()
+                    sent += 1
+            except (OSError, http.client.HTTPException):
+                pass  # the killed worker's connections break; that is the point
+            finally:
+                conn.close()
+
+    with start_server(args, tmp_path / "server", env=env) as srv:
+        pids = _ping_pids(srv, 2)
+        assert len(pids) == 2
+        threads = [threading.Thread(target=load, args=(srv.port,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(2.5)  # several flushes have happened in both workers
+        victim = sorted(pids)[0]
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(1.5)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        srv.stop(signal.SIGTERM, timeout=30)
+    assert sent > 100
+    files = sorted(capture.rglob("*.jsonl"))
+    assert files
+    lines = 0
+    for path in files:
+        data = path.read_bytes()
+        assert data.endswith(b"\n"), f"{path} ends with a partial line"
+        for line in data.splitlines():
+            record = json.loads(line)
+            assert record["eventVersion"] == "0"
+            assert record["captureData"]["endpointOutput"]["data"]
+            lines += 1
+    assert lines > 100
