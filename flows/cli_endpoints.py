@@ -180,6 +180,45 @@ def update_weights(
     out.print(f"{name}: " + "  ".join(shares))
 
 
+@endpoint_app.command("update")
+def update(
+    name: Annotated[str, typer.Argument(help="endpoint name")],
+    model: Annotated[str, typer.Option("--model", help="registered version: NAME/VERSION")],
+    routing: Annotated[str, typer.Option(help="ALL_AT_ONCE, CANARY or LINEAR")] = "CANARY",
+    canary_size: Annotated[float | None, typer.Option(help="percent on green (CANARY)")] = None,
+    linear_step: Annotated[float | None, typer.Option(help="percent per step (LINEAR)")] = None,
+    bake: Annotated[float | None, typer.Option(help="seconds of bake after each shift")] = None,
+    termination_wait: Annotated[float | None, typer.Option(help="seconds before blue goes")] = None,
+) -> None:
+    """Blue/green update of an endpoint to another registered version, with auto-rollback.
+
+    Like UpdateEndpoint with a DeploymentConfig. Unlike `mlops deploy`, it does not ask for
+    approval and does not move the champion alias: use it for endpoints other than prod.
+    """
+    from flows.cli_deploy import show_rollout
+    from mlops.rollout import BlueGreenPolicy
+    from mlops.stages.deploy import deploy_to_endpoint
+
+    model_name, sep, version = model.partition("/")
+    if not sep or not version.isdigit():
+        raise ConfigError(f"--model {model!r} is not NAME/VERSION; write e.g. --model taxi/3")
+    settings = _settings()
+    policy = BlueGreenPolicy.from_settings(
+        settings,
+        traffic_routing=routing.upper(),
+        canary_size=canary_size,
+        linear_step=linear_step,
+        wait_interval_s=bake,
+        termination_wait_s=termination_wait,
+    )
+    result = deploy_to_endpoint(
+        settings, model_name=model_name, version=version, endpoint=name, policy=policy
+    )
+    show_rollout(result, settings)
+    if not result.completed:
+        raise EndpointError(f"update of {name} rolled back: {result.reason}")
+
+
 @endpoint_app.command("start")
 def start(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
     """Start a stopped endpoint again from its saved state."""

@@ -109,6 +109,12 @@ def test_cli_approval_answers_the_pause_and_prod_gets_the_champion(
     assert mv.tags[Tags.APPROVAL_COMMENT] == "looks right"
     assert "mlops.approval_flow_run_id" not in mv.tags
     assert str(get_alias_version(connect(settings), "taxi", ALIAS_CHAMPION).version) == "1"
+    # the synthetic canary probes the prod endpoint through the synthetic-canary flow
+    probe = run_cli(
+        cwd, prefect_server, "probe", "-m", "taxi", "--requests", "3", "--interval", "0.1"
+    )
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+    assert "taxi-prod: 3/3 succeeded (100%; alarm below 90%)" in " ".join(probe.stdout.split())
     # the dev evaluation went through the endpoint and was logged
     runs = connect(settings).search_runs(
         [connect(settings).get_experiment_by_name("taxi/deployments").experiment_id],
