@@ -161,17 +161,32 @@ def run_demo_deployment(
     """The demo after training: ship v1, train v2, canary v2 onto prod under live traffic."""
     from mlops.endpoints.client import EndpointClient
     from mlops.endpoints.manager import list_endpoints, stop_endpoint
+    from mlops.registry import get_alias_version
     from mlops.rollout.traffic import TrafficGenerator
     from mlops.stages.deploy import endpoint_name, reference_rows
+    from mlops.tracking import ALIAS_CHAMPION, connect
 
-    out.print(
-        f"\n[bold]Deploy v{first_version}[/]: dev endpoint → evaluation through it → approval "
-        "(demo mode approves automatically) → prod endpoint"
-    )
-    first = _run_deployment(
-        settings, verbose, model_name="taxi", version=first_version, auto_approve=True
-    )
-    show_rollout(first, settings)
+    champion = get_alias_version(connect(settings), "taxi", ALIAS_CHAMPION)
+    if champion is not None:  # an earlier demo already shipped one: go on from there
+        out.print(
+            f"\n[bold]taxi v{champion.version} is already champion[/] from an earlier run; "
+            "skipping the first deployment"
+        )
+    else:
+        out.print(
+            f"\n[bold]Deploy v{first_version}[/]: dev endpoint → evaluation through it → "
+            "approval (demo mode approves automatically) → prod endpoint"
+        )
+        first = _run_deployment(
+            settings,
+            verbose,
+            model_name="taxi",
+            version=first_version,
+            auto_approve=True,
+            wait_interval_s=8,
+            termination_wait_s=2,
+        )
+        show_rollout(first, settings)
     out.print("\n[bold]Train a second version[/] (deeper trees) to roll out as a canary")
     second_version = train_second()
     prod = endpoint_name(settings, "taxi", "prod")

@@ -237,6 +237,11 @@ def start_endpoint(settings: Settings, name: str, *, wait: bool = True) -> Endpo
     state = load_state(root, name)
     if _gateway_running(state):
         return describe_endpoint(settings, name)
+    # A gateway that was just killed may hold its port for a moment while the kernel
+    # tears its sockets down: wait a little before giving the endpoint a new address.
+    deadline = time.monotonic() + 5.0
+    while not port_is_free(state.port) and time.monotonic() < deadline:
+        time.sleep(0.2)
     if not port_is_free(state.port):
         state.port = find_free_port()
     state.gateway_pid = None
