@@ -160,7 +160,12 @@ def run_demo_deployment(
 ) -> None:
     """The demo after training: ship v1, train v2, canary v2 onto prod under live traffic."""
     from mlops.endpoints.client import EndpointClient
-    from mlops.endpoints.manager import list_endpoints, stop_endpoint
+    from mlops.endpoints.manager import (
+        describe_endpoint,
+        list_endpoints,
+        start_endpoint,
+        stop_endpoint,
+    )
     from mlops.registry import get_alias_version
     from mlops.rollout.traffic import TrafficGenerator
     from mlops.stages.deploy import endpoint_name, reference_rows
@@ -190,6 +195,8 @@ def run_demo_deployment(
     out.print("\n[bold]Train a second version[/] (deeper trees) to roll out as a canary")
     second_version = train_second()
     prod = endpoint_name(settings, "taxi", "prod")
+    if describe_endpoint(settings, prod).status == "OutOfService":  # stopped by an earlier demo
+        start_endpoint(settings, prod)
     body, _ = reference_rows(settings, "taxi", second_version, 200)
     rows = [line + b"\n" for line in body.splitlines()]
     out.print(

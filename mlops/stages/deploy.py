@@ -190,8 +190,8 @@ def deploy_to_endpoint(
         result = RolloutResult(
             endpoint=endpoint,
             model_name=model_name,
-            blue_variant=None,
-            blue_version=None,
+            blue_variant=None if state is None else variant,
+            blue_version=None if state is None else version,
             green_variant=variant,
             green_version=version,
             policy=policy,
