@@ -189,6 +189,10 @@ def update(
     linear_step: Annotated[float | None, typer.Option(help="percent per step (LINEAR)")] = None,
     bake: Annotated[float | None, typer.Option(help="seconds of bake after each shift")] = None,
     termination_wait: Annotated[float | None, typer.Option(help="seconds before blue goes")] = None,
+    require_traffic: Annotated[
+        bool,
+        typer.Option(help="the post-traffic hook demands live requests on green"),
+    ] = True,
 ) -> None:
     """Blue/green update of an endpoint to another registered version, with auto-rollback.
 
@@ -212,7 +216,12 @@ def update(
         termination_wait_s=termination_wait,
     )
     result = deploy_to_endpoint(
-        settings, model_name=model_name, version=version, endpoint=name, policy=policy
+        settings,
+        model_name=model_name,
+        version=version,
+        endpoint=name,
+        policy=policy,
+        require_live_traffic=require_traffic,
     )
     show_rollout(result, settings)
     if not result.completed:

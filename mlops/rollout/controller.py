@@ -314,6 +314,7 @@ def run_rollout(
     capture_check: Callable[[float], int] | None = None,
     require_live_traffic: bool = True,
     versions: dict[str, str] | None = None,
+    green_variant: str | None = None,
     poll_s: float = 0.5,
 ) -> RolloutResult:
     """Roll ``green_ref`` out on ``endpoint`` under ``policy``; roll back on any alarm.
@@ -332,6 +333,7 @@ def run_rollout(
         require_live_traffic: the post-traffic hook demands ``alarms.min_requests`` live
             requests on green (off for a dev endpoint nobody calls).
         versions: variant name → registry version, to name blue's version in the record.
+        green_variant: green's variant name; default ``v<green_version>``.
         poll_s: how often the alarms are read during a bake.
 
     Returns:
@@ -350,7 +352,7 @@ def run_rollout(
             "variant: finish or undo the other rollout first (mlops endpoint update-weights)"
         )
     blue = production[0].name if production else None
-    green = variant_name_for(green_version)
+    green = green_variant or variant_name_for(green_version)
     if blue == green:
         raise RolloutError(
             f"endpoint {endpoint} already serves {model_name} v{green_version} as {green}; "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlops.errors import ConfigError
 
@@ -106,5 +106,11 @@ class BlueGreenPolicy(BaseModel):
                 max_execution_s=given.get("max_execution_s", r.max_execution_s),
                 alarms=AlarmThresholds(**r.alarms.model_dump()),
             )
-        except ValueError as exc:
-            raise ConfigError(f"invalid rollout policy: {exc}") from None
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'policy'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigError(
+                f"invalid rollout policy ({problems}); fix the [rollout] settings or options"
+            ) from None

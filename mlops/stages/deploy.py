@@ -168,8 +168,16 @@ def deploy_to_endpoint(
         state = describe_endpoint(settings, endpoint)
     except EndpointNotFoundError:
         state = None
-    serving = [v.name for v in state.variants if not v.shadow and v.weight > 0] if state else []
-    if state is None or serving == [variant]:
+    serving = [
+        (v.model_name, str(v.model_version))
+        for v in (state.variants if state else [])
+        if not v.shadow and v.weight > 0
+    ]
+    if state is not None and any(
+        v.name == variant and v.model_name != model_name for v in state.variants
+    ):  # another model's version of the same number: keep the names apart
+        variant = f"{model_name}-v{version}".replace("_", "-")
+    if state is None or serving == [(model_name, version)]:
         started = time.time()
         if state is None:
             stage_started("deploy", f"create endpoint {endpoint} with {model_name} v{version}")
@@ -185,7 +193,9 @@ def deploy_to_endpoint(
                 from mlops.endpoints.manager import start_endpoint
 
                 start_endpoint(settings, endpoint)
-            step, reason = "nothing to do", f"{endpoint} already serves {variant}"
+            variant = next(v.name for v in state.variants if not v.shadow and v.weight > 0)
+            step = "nothing to do"
+            reason = f"{endpoint} already serves {model_name} v{version} as {variant}"
         ended = time.time()
         result = RolloutResult(
             endpoint=endpoint,
@@ -237,6 +247,7 @@ def deploy_to_endpoint(
             capture_check=counter,
             require_live_traffic=require_live_traffic,
             versions=versions,
+            green_variant=variant,
         )
     result.record_run_id = record_rollout(settings, result, tags=tags)
     stage_done("deploy", result.summary())

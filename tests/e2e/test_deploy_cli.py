@@ -6,9 +6,11 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
+import httpx
 import pytest
 
 from mlops.endpoints.manager import delete_endpoint, list_endpoints
@@ -48,6 +50,31 @@ def _wait_paused(settings, timeout: float = 240) -> str:
     raise AssertionError("the deployment-pipeline run never paused for approval")
 
 
+def _events(api_url: str, since: str, want: int = 2, timeout: float = 60) -> set[str]:
+    """Names of the mlops.* events about model taxi since ``since`` (persisted in seconds)."""
+    deadline = time.time() + timeout
+    names: set[str] = set()
+    while time.time() < deadline:
+        page = httpx.post(
+            f"{api_url}/events/filter",
+            json={
+                "filter": {
+                    "event": {"prefix": ["mlops."]},
+                    "any_resource": {"id": ["mlops.model.taxi"]},
+                    "occurred": {"since": since},
+                },
+                "limit": 50,
+            },
+            timeout=10,
+        )
+        page.raise_for_status()
+        names = {event["event"] for event in page.json()["events"]}
+        if len(names) >= want:
+            break
+        time.sleep(1)
+    return names
+
+
 def _start_deploy(cwd: Path, api_url: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [str(MLOPS), "deploy", "-m", "taxi", "--bake", "0", "--termination-wait", "0"],
@@ -63,6 +90,7 @@ def test_cli_approval_answers_the_pause_and_prod_gets_the_champion(
     project, prefect_server: str
 ) -> None:
     cwd, settings = project
+    started = datetime.now(UTC).isoformat()
     deploy = _start_deploy(cwd, prefect_server)
     try:
         flow_run_id = _wait_paused(settings)
@@ -109,6 +137,8 @@ def test_cli_approval_answers_the_pause_and_prod_gets_the_champion(
     assert mv.tags[Tags.APPROVAL_COMMENT] == "looks right"
     assert "mlops.approval_flow_run_id" not in mv.tags
     assert str(get_alias_version(connect(settings), "taxi", ALIAS_CHAMPION).version) == "1"
+    # the flow told Prefect's event bus (automations trigger on these)
+    assert {"mlops.model.approved", "mlops.rollout.completed"} <= _events(prefect_server, started)
     # the synthetic canary probes the prod endpoint through the synthetic-canary flow
     probe = run_cli(
         cwd, prefect_server, "probe", "-m", "taxi", "--requests", "3", "--interval", "0.1"

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from flows.cli_endpoints import endpoint_app
 from mlops.endpoints.processes import pid_alive
-from mlops.errors import EndpointError, EndpointNotFoundError
+from mlops.errors import ConfigError, EndpointError, EndpointNotFoundError
 from mlops.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -57,3 +57,51 @@ def test_endpoint_commands(
     with pytest.raises(EndpointNotFoundError):
         runner.invoke(endpoint_app, ["describe", "cli-ep"], catch_exceptions=False)
     assert not (ep_settings.endpoints_dir / "cli-ep").exists()
+
+
+def test_endpoint_update_rolls_out_another_version(
+    ep_settings: Settings,
+    taxi_ref: str,
+    second_ref: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`endpoint update` is UpdateEndpoint with a blue/green policy, on any endpoint."""
+    monkeypatch.setenv("MLOPS_WORK_DIR", str(ep_settings.work_dir))
+    monkeypatch.setenv("MLOPS_TRACKING_URI", ep_settings.effective_tracking_uri)
+    runner = CliRunner()
+    second = second_ref.removeprefix("models:/")  # NAME/VERSION of another registered model
+
+    def run(*args: str) -> str:
+        result = runner.invoke(endpoint_app, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    run("create", "upd-ep", "--model", taxi_ref, "--variant", "v1", "--no-capture")
+    try:
+        updated = run(
+            "update",
+            "upd-ep",
+            "--model",
+            second,
+            "--routing",
+            "ALL_AT_ONCE",
+            "--bake",
+            "0",
+            "--termination-wait",
+            "0",
+            "--no-require-traffic",
+        )
+        green = second.replace("/", "-v")  # same version number as blue: named apart
+        assert f"rollout upd-ep v1 → {green}: completed" in updated
+        described = json.loads(run("describe", "upd-ep", "--json"))
+        assert [(v["name"], v["model_ref"]) for v in described["variants"]] == [(green, second_ref)]
+        again = run("update", "upd-ep", "--model", second, "--no-require-traffic")
+        assert "nothing to do" in again
+        with pytest.raises(ConfigError, match=r"type: Input should be 'ALL_AT_ONCE'"):
+            runner.invoke(
+                endpoint_app,
+                ["update", "upd-ep", "--model", second, "--routing", "ALL-AT-ONCE"],
+                catch_exceptions=False,
+            )
+    finally:
+        run("delete", "upd-ep")
