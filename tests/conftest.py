@@ -91,8 +91,12 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def make_settings(root: Path, **overrides: object) -> Settings:
     """Settings with every piece of state under ``root``, small and fast training."""
+    work_dir = Path(overrides.get("work_dir", root / ".mlops"))  # type: ignore[arg-type]
     values: dict[str, object] = {
-        "work_dir": root / ".mlops",
+        "work_dir": work_dir,
+        # Explicit, so a store named by the environment (a variable some library left in
+        # os.environ while another test ran) can never be picked up instead.
+        "tracking_uri": f"sqlite:///{work_dir.resolve()}/mlflow.db",
         "training": {"n_estimators": 60, "early_stopping_rounds": 10, "n_jobs": 2},
     }
     values.update(overrides)
@@ -121,5 +125,6 @@ def trained_taxi(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, st
     from mlops.stages.pipeline import run_training_pipeline
 
     settings = make_settings(tmp_path_factory.mktemp("taxi-store"))
+    assert str(tmp_path_factory.getbasetemp()) in settings.effective_tracking_uri
     result = run_training_pipeline(settings, model_name="taxi", dataset="taxi", rows=4000)
     return settings, str(result.registered.version)

@@ -46,13 +46,15 @@ def project_env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_main_entry_point_registers_a_loadable_model(
-    tmp_path: Path, project_env: dict[str, str]
+    tmp_path: Path, project_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = _mlflow_run("main", {"dataset": "taxi", "rows": "2000", "model_name": "taxi"},
                       tmp_path, project_env)
     run_id = _run_id(out)
     assert "registered taxi v1 (created=True)" in out
 
+    # MLflow exports the URI to os.environ; monkeypatch takes it back after the test
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", project_env["MLFLOW_TRACKING_URI"])
     mlflow.set_tracking_uri(project_env["MLFLOW_TRACKING_URI"])
     client = MlflowClient()
     version = client.get_model_version_by_alias("taxi", "challenger")
@@ -70,7 +72,7 @@ def test_main_entry_point_registers_a_loadable_model(
 
 
 def test_stage_entry_points_chain_on_one_training_run(
-    tmp_path: Path, project_env: dict[str, str]
+    tmp_path: Path, project_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     train_out = _mlflow_run("train", {"dataset": "iris", "model_name": "iris"}, tmp_path,
                             project_env)
@@ -79,6 +81,8 @@ def test_stage_entry_points_chain_on_one_training_run(
         out = _mlflow_run(entry, {"run_id": run_id}, tmp_path, project_env)
     assert "registered iris v1 (created=True)" in out
 
+    # MLflow exports the URI to os.environ; monkeypatch takes it back after the test
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", project_env["MLFLOW_TRACKING_URI"])
     mlflow.set_tracking_uri(project_env["MLFLOW_TRACKING_URI"])
     client = MlflowClient()
     version = client.get_model_version("iris", "1")
