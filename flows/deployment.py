@@ -159,7 +159,6 @@ def deployment_pipeline(
     with forward_mlops_logs():
         deploy_dev_task(settings, model_name, version, tags)
         evaluation = evaluate_endpoint_task(settings, model_name, version, tags)
-        client.set_model_version_tag(model_name, version, APPROVAL_FLOW_RUN_TAG, str(flow_run.id))
         if auto_approve:
             answer = ApprovalInput(
                 decision="approve",
@@ -178,12 +177,16 @@ def deployment_pipeline(
                 model_name,
                 version,
             )
+            # `mlops approve|reject` finds the pause to answer through this tag
+            client.set_model_version_tag(
+                model_name, version, APPROVAL_FLOW_RUN_TAG, str(flow_run.id)
+            )
             answer = pause_flow_run(
                 wait_for_input=_approval_form(model_name, version, evaluation),
                 timeout=approval_timeout_s,
                 poll_interval=2,
             )
-        client.delete_model_version_tag(model_name, version, APPROVAL_FLOW_RUN_TAG)
+            client.delete_model_version_tag(model_name, version, APPROVAL_FLOW_RUN_TAG)
         if answer.decision == "reject":
             registry.reject(
                 client, model_name, version, comment=answer.comment, approver=answer.approver

@@ -131,6 +131,7 @@ class _Run:
         self.steps: list[RolloutStep] = []
         self.timeline: list[dict[str, float]] = []
         self.last_report: AlarmReport | None = None
+        self.blue_before: list[float] | None = None
 
     # -- steps -------------------------------------------------------------------------
     def step(self, name: str, share: float = 0.0) -> RolloutStep:
@@ -192,6 +193,8 @@ class _Run:
         weights = {self.green: share}
         if self.blue is not None:
             weights[self.blue] = 100.0 - share
+        if self.traffic_started is None:
+            self.blue_before = self._blue_predictions_so_far()
         self.client.set_weights(weights)
         if self.traffic_started is None:
             self.traffic_started = time.time()
@@ -215,23 +218,28 @@ class _Run:
             time.sleep(min(self.poll_s, max(deadline - time.time(), 0.0)))
         step.ended_at = time.time()
 
-    def observe(self, *, final: bool) -> AlarmReport:
-        since = self.traffic_started or time.time()
+    def _blue_predictions_so_far(self) -> list[float]:
+        """Blue's predictions of the last minutes, read once before traffic moves."""
+        if self.blue is None:
+            return []
         try:
-            green_data = self.client.metrics(since=since)["variants"].get(self.green)
-            blue_data = (
-                self.client.metrics(since=self.started - _BLUE_LOOKBACK_S)["variants"].get(
-                    self.blue
-                )
-                if self.blue
-                else None
-            )
+            before = self.client.metrics(since=self.started - _BLUE_LOOKBACK_S)
+        except MlopsError as exc:
+            raise _Rollback(f"the gateway did not answer its metrics: {exc}", "gateway") from None
+        return VariantWindow.from_metrics(before["variants"].get(self.blue)).predictions
+
+    def observe(self, *, final: bool) -> AlarmReport:
+        try:
+            since = self.traffic_started or time.time()
+            window = self.client.metrics(since=since)["variants"]
         except MlopsError as exc:
             raise _Rollback(
                 f"the gateway stopped answering its metrics: {exc}", "gateway"
             ) from None
-        green = VariantWindow.from_metrics(green_data)
-        blue = VariantWindow.from_metrics(blue_data)
+        green = VariantWindow.from_metrics(window.get(self.green))
+        blue = VariantWindow.from_metrics(window.get(self.blue) if self.blue else None)
+        # the signal gate compares with all blue answered, before and during the rollout
+        blue.predictions = (self.blue_before or []) + blue.predictions
         report = evaluate_alarms(green, blue, self.policy.alarms, final=final)
         self.last_report = report
         self.timeline.append({"t": time.time() - self.started, **report.metrics()})
