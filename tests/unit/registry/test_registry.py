@@ -34,8 +34,12 @@ def _logged_model(client: MlflowClient, settings: Settings, experiment: str) -> 
     model = xgb.XGBRegressor(n_estimators=3).fit(x, x.a * 2)
     run_id = start_run(client, settings, experiment=experiment)
     client.log_metric(run_id, "test_rmse", 0.5)
+    logged = client.create_logged_model(  # in the run's experiment, as the train stage does
+        experiment_id=client.get_run(run_id).info.experiment_id, source_run_id=run_id
+    )
     info = mlflow.xgboost.log_model(model, name="model", run_id=run_id, input_example=x.head(2),
-                                    pip_requirements=model_requirements())
+                                    pip_requirements=model_requirements(),
+                                    model_id=logged.model_id)
     return run_id, info.model_uri
 
 
