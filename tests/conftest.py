@@ -19,8 +19,22 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 # Variables of the developer's shell that would point tests at real stores.
-_LEAKY = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLOPS_CONFIG",
-          "PREFECT_API_URL", "PREFECT_PROFILE")
+_LEAKY = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_RUN_ID",
+    "MLOPS_CONFIG",
+    "PREFECT_API_URL",
+    "PREFECT_PROFILE",
+)
+
+
+# Credentials moto accepts; tests pass them in the environment, never real ones.
+AWS_TEST_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def _free_port() -> int:
@@ -53,7 +67,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = (home / "server.log").open("w")
     proc = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + 90
@@ -128,3 +144,17 @@ def trained_taxi(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, st
     assert str(tmp_path_factory.getbasetemp()) in settings.effective_tracking_uri
     result = run_training_pipeline(settings, model_name="taxi", dataset="taxi", rows=4000)
     return settings, str(result.registered.version)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 in server mode on loopback for the session (tests use their own buckets)."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

@@ -20,7 +20,13 @@ from mlops.registry import get_version
 from mlops.rollout import BlueGreenPolicy, RolloutResult, RolloutStep, record_rollout, run_rollout
 from mlops.rollout.controller import variant_name_for
 from mlops.stages._progress import stage_done, stage_started
-from mlops.tracking import ALIAS_CHAMPION, Tags, connect, deployments_experiment, ensure_experiment
+from mlops.tracking import (
+    ALIAS_CHAMPION,
+    Tags,
+    connect,
+    deployments_experiment,
+    log_summary_run,
+)
 from mlops.types import Task
 
 if TYPE_CHECKING:
@@ -342,7 +348,6 @@ def evaluate_on_endpoint(
     """
     import numpy as np
     import pandas as pd
-    from mlflow.entities import Metric, Param
 
     from mlops.endpoints.client import EndpointClient
     from mlops.evaluation.metrics import compute_metrics
@@ -411,9 +416,10 @@ def evaluate_on_endpoint(
             f"endpoint {key}={got:.4g} vs training test {key}={expected:.4g} "
             f"({drift:.2%} apart, tolerance {tolerance:.0%})"
         )
-    experiment_id = ensure_experiment(client, deployments_experiment(model_name), settings)
-    run = client.create_run(
-        experiment_id,
+    run_id = log_summary_run(
+        client,
+        settings,
+        experiment=deployments_experiment(model_name),
         run_name=f"evaluate {endpoint}/{variant}",
         tags={
             Tags.STAGE: "endpoint-evaluation",
@@ -422,18 +428,10 @@ def evaluate_on_endpoint(
             "mlops.endpoint_evaluation": "passed" if passed else "failed",
             **(tags or {}),
         },
+        metrics={f"endpoint_{k}": v for k, v in metrics.items()},
+        params={"version": version, "endpoint": endpoint, "rows": str(len(test))},
+        failed=not passed,
     )
-    now = int(time.time() * 1000)
-    client.log_batch(
-        run.info.run_id,
-        metrics=[Metric(f"endpoint_{k}", float(v), now, 0) for k, v in metrics.items()],
-        params=[
-            Param("version", version),
-            Param("endpoint", endpoint),
-            Param("rows", str(len(test))),
-        ],
-    )
-    client.set_terminated(run.info.run_id, "FINISHED" if passed else "FAILED")
     stage_done("endpoint evaluation", reason)
     evaluation = EndpointEvaluation(
         model_name=model_name,
@@ -442,7 +440,7 @@ def evaluate_on_endpoint(
         rows=len(test),
         metrics=metrics,
         training_metrics=trained,
-        run_id=run.info.run_id,
+        run_id=run_id,
         passed=passed,
         reason=reason,
     )

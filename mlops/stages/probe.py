@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from mlops.errors import EndpointError, MlopsError
 from mlops.notify import get_notifier
 from mlops.stages.deploy import endpoint_name, reference_rows
-from mlops.tracking import Tags, connect, ensure_experiment, monitoring_experiment
+from mlops.tracking import Tags, connect, log_summary_run, monitoring_experiment
 
 if TYPE_CHECKING:
     from mlops.settings import Settings
@@ -55,7 +55,6 @@ def probe_endpoint(
     of ``<model>/monitoring`` (``mlops.stage=probe``) records the rate and latencies;
     below ``threshold`` the configured notifier is told and ``alarm`` is set.
     """
-    from mlflow.entities import Metric, Param
 
     from mlops.endpoints.client import EndpointClient
     from mlops.endpoints.manager import describe_endpoint
@@ -118,9 +117,14 @@ def probe_endpoint(
         run_id="",
     )
     client = connect(settings)
-    experiment_id = ensure_experiment(client, monitoring_experiment(model_name), settings)
-    run = client.create_run(
-        experiment_id,
+    metrics = {"probe_success_rate": rate, "probe_requests": float(requests)}
+    if result.latency_p50_ms is not None:
+        metrics["probe_latency_p50_ms"] = result.latency_p50_ms
+        metrics["probe_latency_max_ms"] = result.latency_max_ms or 0.0
+    result.run_id = log_summary_run(
+        client,
+        settings,
+        experiment=monitoring_experiment(model_name),
         run_name=f"probe {endpoint}",
         tags={
             Tags.STAGE: "probe",
@@ -128,24 +132,11 @@ def probe_endpoint(
             "mlops.endpoint": endpoint,
             "mlops.probe.alarm": str(result.alarm).lower(),
         },
-    )
-    now = int(time.time() * 1000)
-    metrics = [
-        Metric("probe_success_rate", rate, now, 0),
-        Metric("probe_requests", float(requests), now, 0),
-    ]
-    if result.latency_p50_ms is not None:
-        metrics.append(Metric("probe_latency_p50_ms", result.latency_p50_ms, now, 0))
-        metrics.append(Metric("probe_latency_max_ms", result.latency_max_ms or 0.0, now, 0))
-    client.log_batch(
-        run.info.run_id,
         metrics=metrics,
-        params=[Param("threshold", str(threshold)), Param("endpoint", endpoint)],
+        params={"threshold": str(threshold), "endpoint": endpoint},
     )
     if errors:
-        client.log_text(run.info.run_id, "\n".join(errors), "probe/errors.txt")
-    client.set_terminated(run.info.run_id, "FINISHED")
-    result.run_id = run.info.run_id
+        client.log_text(result.run_id, "\n".join(errors), "probe/errors.txt")
     if result.alarm:
         subject = f"mlops synthetic canary: {endpoint} success rate {rate:.0%}"
         body = (

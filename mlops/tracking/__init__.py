@@ -10,7 +10,13 @@ from mlops.tracking.conventions import (
     monitoring_experiment,
     training_experiment,
 )
-from mlops.tracking.store import connect, ensure_experiment, finish_run, start_run
+from mlops.tracking.store import (
+    connect,
+    ensure_experiment,
+    finish_run,
+    log_summary_run,
+    start_run,
+)
 
 __all__ = [
     "ALIAS_CHALLENGER",
@@ -20,6 +26,7 @@ __all__ = [
     "deployments_experiment",
     "ensure_experiment",
     "finish_run",
+    "log_summary_run",
     "monitoring_experiment",
     "start_run",
     "training_experiment",

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from mlops.settings import Settings
 
-__all__ = ["connect", "ensure_experiment", "finish_run", "start_run"]
+__all__ = ["connect", "ensure_experiment", "finish_run", "log_summary_run", "start_run"]
 
 _EXPORTED = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
@@ -104,3 +104,31 @@ def finish_run(client: MlflowClient, run_id: str, *, failed: bool = False) -> No
     if os.environ.get("MLFLOW_RUN_ID") == run_id:
         return
     client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+
+
+def log_summary_run(
+    client: MlflowClient,
+    settings: Settings,
+    *,
+    experiment: str,
+    run_name: str,
+    tags: dict[str, str],
+    metrics: dict[str, float],
+    params: dict[str, str] | None = None,
+    failed: bool = False,
+) -> str:
+    """Log a finished one-shot run (an evaluation, a probe) with its values; return its id."""
+    import time
+
+    from mlflow.entities import Metric, Param
+
+    experiment_id = ensure_experiment(client, experiment, settings)
+    run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+    )
+    client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+    return run_id

@@ -11,14 +11,12 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from mlops.errors import DataError
 from mlops.serving.capture import (
@@ -29,26 +27,11 @@ from mlops.serving.capture import (
     read_ground_truth,
     write_ground_truth,
 )
-from tests.conftest import REPO, _free_port
+from tests.conftest import AWS_TEST_CREDENTIALS as CREDS
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.aws
-CREDS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing-secret",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -71,8 +54,11 @@ def bucket(s3: Any) -> str:
 
 def config(dest: str, endpoint: str, tmp_path: Path, **kwargs: Any) -> CaptureConfig:
     values: dict[str, Any] = {
-        "destination": dest, "endpoint_name": "taxi-prod", "variant_name": "blue",
-        "aws_region": "us-east-1", "aws_endpoint_url": endpoint,
+        "destination": dest,
+        "endpoint_name": "taxi-prod",
+        "variant_name": "blue",
+        "aws_region": "us-east-1",
+        "aws_endpoint_url": endpoint,
         "spool_dir": str(tmp_path / "spool"),
     }
     values.update(kwargs)
@@ -88,9 +74,13 @@ def spooled(tmp_path: Path) -> list[Path]:
 
 
 def record(writer: CaptureWriter, i: int, **kwargs: Any) -> str:
-    return writer.record(input_body=f"{i},1,2\n".encode(), input_content_type="text/csv",
-                         output_body=f"{i}.5".encode(), output_content_type="text/csv",
-                         **kwargs)
+    return writer.record(
+        input_body=f"{i},1,2\n".encode(),
+        input_content_type="text/csv",
+        output_body=f"{i}.5".encode(),
+        output_content_type="text/csv",
+        **kwargs,
+    )
 
 
 def test_records_land_in_the_sagemaker_layout_and_read_back(tmp_path, s3, bucket, s3_endpoint):
@@ -105,7 +95,8 @@ def test_records_land_in_the_sagemaker_layout_and_read_back(tmp_path, s3, bucket
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert body.count(b"\n") == 5 and body.endswith(b"\n")
     assert json.loads(body.splitlines()[0])["eventMetadata"] == {
-        "eventId": ids[0], "inferenceTime": "2024-05-12T04:18:39Z"
+        "eventId": ids[0],
+        "inferenceTime": "2024-05-12T04:18:39Z",
     }
     assert spooled(tmp_path) == [] and not list((tmp_path / "spool").glob("*/*-*"))
 
@@ -120,8 +111,11 @@ def test_records_land_in_the_sagemaker_layout_and_read_back(tmp_path, s3, bucket
 
 
 def test_rotation_uploads_while_the_writer_runs(tmp_path, s3, bucket, s3_endpoint):
-    writer = CaptureWriter(config(f"s3://{bucket}", s3_endpoint, tmp_path,
-                                  flush_interval_s=0.01, rotate_interval_s=0.05))
+    writer = CaptureWriter(
+        config(
+            f"s3://{bucket}", s3_endpoint, tmp_path, flush_interval_s=0.01, rotate_interval_s=0.05
+        )
+    )
     try:
         record(writer, 1)
         deadline = time.monotonic() + 15
@@ -133,14 +127,14 @@ def test_rotation_uploads_while_the_writer_runs(tmp_path, s3, bucket, s3_endpoin
         writer.close()
     assert len(keys(s3, bucket)) == 2
     assert all(k.startswith("taxi-prod/blue/") for k in keys(s3, bucket))
-    data = [r["captureData"]["endpointInput"]["data"]
-            for r in read_capture(f"s3://{bucket}", aws_endpoint_url=s3_endpoint)]
+    data = [
+        r["captureData"]["endpointInput"]["data"]
+        for r in read_capture(f"s3://{bucket}", aws_endpoint_url=s3_endpoint)
+    ]
     assert data == ["1,1,2\n", "2,1,2\n"]
 
 
-def test_failed_upload_keeps_the_spool_file_until_a_later_close(
-    tmp_path, s3, s3_endpoint, caplog
-):
+def test_failed_upload_keeps_the_spool_file_until_a_later_close(tmp_path, s3, s3_endpoint, caplog):
     missing = f"not-yet-{uuid.uuid4().hex[:12]}"
     writer = CaptureWriter(config(f"s3://{missing}/p", s3_endpoint, tmp_path))
     ids = [record(writer, i) for i in range(3)]
@@ -163,8 +157,9 @@ def test_failed_upload_keeps_the_spool_file_until_a_later_close(
 def test_files_of_a_killed_writer_are_uploaded_by_the_next_one(tmp_path, s3, bucket, s3_endpoint):
     dest = f"s3://{bucket}/cap"
     script = tmp_path / "child.py"
-    script.write_text(textwrap.dedent(
-        f"""
+    script.write_text(
+        textwrap.dedent(
+            f"""
         import time
         from mlops.serving.capture import CaptureConfig, CaptureWriter
         writer = CaptureWriter(CaptureConfig(
@@ -177,10 +172,16 @@ def test_files_of_a_killed_writer_are_uploaded_by_the_next_one(tmp_path, s3, buc
         print("flushed", writer.records_written, flush=True)
         time.sleep(600)
         """
-    ))
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -202,13 +203,21 @@ def test_files_of_a_killed_writer_are_uploaded_by_the_next_one(tmp_path, s3, buc
 
 def test_ground_truth_in_s3(s3, bucket, s3_endpoint):
     dest = f"s3://{bucket}/capture"
-    uri = write_ground_truth(dest, [("inf-1", "1"), ("inf-2", "0")],
-                             at=datetime(2024, 5, 12, 6, tzinfo=UTC), aws_endpoint_url=s3_endpoint)
+    uri = write_ground_truth(
+        dest,
+        [("inf-1", "1"), ("inf-2", "0")],
+        at=datetime(2024, 5, 12, 6, tzinfo=UTC),
+        aws_endpoint_url=s3_endpoint,
+    )
     assert re.fullmatch(rf"s3://{bucket}/capture/groundtruth/2024/05/12/06/{UUID}\.jsonl", uri)
-    labels = [(r["eventMetadata"]["eventId"], r["groundTruthData"])
-              for r in read_ground_truth(dest, aws_endpoint_url=s3_endpoint)]
-    assert labels == [("inf-1", {"data": "1", "encoding": "CSV"}),
-                      ("inf-2", {"data": "0", "encoding": "CSV"})]
+    labels = [
+        (r["eventMetadata"]["eventId"], r["groundTruthData"])
+        for r in read_ground_truth(dest, aws_endpoint_url=s3_endpoint)
+    ]
+    assert labels == [
+        ("inf-1", {"data": "1", "encoding": "CSV"}),
+        ("inf-2", {"data": "0", "encoding": "CSV"}),
+    ]
     assert list(iter_capture_files(dest, aws_endpoint_url=s3_endpoint)) == []
 
 
