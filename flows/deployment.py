@@ -11,12 +11,12 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.events import emit_event
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from flows.events import emit_model_event
 from flows.hooks import forward_mlops_logs, notify_failure
 from mlops import registry
 from mlops.errors import ModelNotFoundError, RolloutError
@@ -30,7 +30,6 @@ __all__ = [
     "APPROVAL_FLOW_RUN_TAG",
     "ApprovalInput",
     "deployment_pipeline",
-    "emit_model_event",
 ]
 
 APPROVAL_FLOW_RUN_TAG = "mlops.approval_flow_run_id"
@@ -46,15 +45,6 @@ class ApprovalInput(RunInput):
     )
     approver: str = Field(description="who decides (recorded in mlops.approved_by)")
     comment: str = Field("", description="why (recorded in mlops.approval_comment)")
-
-
-def emit_model_event(event: str, model_name: str, payload: dict[str, Any]) -> None:
-    """Emit a Prefect event about ``mlops.model.<name>`` (automations trigger on these)."""
-    emit_event(
-        event=event,
-        resource={"prefect.resource.id": f"mlops.model.{model_name}", "mlops.model": model_name},
-        payload=payload,
-    )
 
 
 @task(name="deploy-dev", **_TASK_OPTIONS)

@@ -15,7 +15,8 @@ Every error says what was wrong, with which input, and how to fix it::
     ├── EndpointError          a local endpoint operation failed
     │   └── EndpointNotFoundError
     ├── RolloutError           a rollout could not start or finish (not: rolled back)
-    └── ApprovalError          a version is not approved for production, or no pause to answer
+    ├── ApprovalError          a version is not approved for production, or no pause to answer
+    └── BatchCheckError        a batch input failed its drift/outlier check; nothing was written
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 __all__ = [
     "ApprovalError",
     "BackendError",
+    "BatchCheckError",
     "EndpointError",
     "EndpointNotFoundError",
     "RolloutError",
@@ -96,3 +98,17 @@ class RolloutError(MlopsError):
 
 class ApprovalError(MlopsError):
     """A version is not approved for production, or there is no approval pause to answer."""
+
+
+class BatchCheckError(MlopsError):
+    """A batch input drifted or held too many outliers; no predictions were written.
+
+    Attributes:
+        reason: ``"drift"`` or ``"outliers"`` (or both, joined by ``+``).
+        details: what was found (drifted features, outlier share, report run id...).
+    """
+
+    def __init__(self, message: str, reason: str, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.details = dict(details or {})

@@ -36,12 +36,16 @@ from pydantic_settings import (
 )
 
 from mlops.errors import ConfigError
+from mlops.types import parse_duration
 
 __all__ = [
     "AwsSettings",
     "BaselineSettings",
+    "BatchSettings",
     "GateSettings",
+    "MonitoringSettings",
     "NotificationSettings",
+    "RetrainingSettings",
     "Settings",
     "SplitSettings",
     "Threshold",
@@ -130,11 +134,97 @@ class BaselineSettings(_Section):
 
 
 class NotificationSettings(_Section):
-    """Where failure notifications go: a log line by default."""
+    """Where notifications go (failures, drift, rollbacks, approval requests, probe alarms):
+    a log line by default, Apprise URLs (webhook, e-mail, SNS, Slack...) or a Prefect
+    notification block."""
 
     channel: Literal["log", "apprise", "prefect-block"] = "log"
     apprise_urls: list[SecretStr] = Field(default_factory=list)
     prefect_block: str | None = Field(None, description="name of a Prefect notification block")
+
+
+class MonitoringSettings(_Section):
+    """The monitor of captured traffic: drift, constraints, health and accuracy."""
+
+    window: str = Field("1h", description="default window of `mlops monitor` (e.g. 15m, 1h, 1d)")
+    drift_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="dataset drift when at least this share of columns drifted "
+        "(Evidently's DataDriftPreset default)",
+    )
+    report_sample_rows: int = Field(
+        10_000,
+        ge=100,
+        description="the Evidently HTML/JSON report is built on at most this many rows of the "
+        "window (decisions always use every row)",
+    )
+    max_accuracy_drop: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="accuracy drift when the primary metric is worse than the version's test "
+        "metric by more than this fraction",
+    )
+    min_rows: int = Field(
+        30, ge=1, description="fewer captured rows than this: report, but decide nothing"
+    )
+    workspace: Path | None = Field(
+        None,
+        description="local Evidently workspace (one project per model); default "
+        "<work_dir>/evidently",
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window_is_duration(cls, value: str) -> str:
+        parse_duration(value, "monitoring.window")
+        return value
+
+
+class BatchSettings(_Section):
+    """Batch inference: the input is checked against the baseline before anything is written."""
+
+    chunk_rows: int = Field(100_000, ge=1, description="rows predicted per chunk")
+    check_drift: bool = True
+    max_outlier_share: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="fail when more than this share of rows has a value far outside the "
+        "baseline range",
+    )
+    outlier_margin: float = Field(
+        0.5,
+        ge=0,
+        description="a value is an outlier when it lies beyond the baseline's [min, max] by "
+        "more than this fraction of the range",
+    )
+
+
+class RetrainingSettings(_Section):
+    """Retraining on drift (`mlops.drift.detected`) and on new data (`mlops.data.updated`)."""
+
+    cooldown: str = Field(
+        "6h",
+        description="after a retraining starts, further drift events for the same model are "
+        "ignored for this long (recorded on the registered model; survives restarts)",
+    )
+    dataset: str | None = Field("taxi", description="built-in training source, or use data")
+    data: str | None = Field(None, description="training source path or s3:// URI")
+    target: str | None = Field(None, description="target column of data")
+    task: Literal["regression", "binary", "multiclass"] | None = None
+    rows: int | None = Field(None, ge=1, description="rows of a built-in dataset")
+    include_labelled_capture: bool = Field(
+        True, description="add captured requests joined with ground truth to the training data"
+    )
+
+    @field_validator("cooldown")
+    @classmethod
+    def _cooldown_is_duration(cls, value: str) -> str:
+        parse_duration(value, "retraining.cooldown")
+        return value
 
 
 class AwsSettings(_Section):
@@ -225,6 +315,9 @@ class Settings(BaseSettings):
     gate: GateSettings = Field(default_factory=GateSettings)
     baseline: BaselineSettings = Field(default_factory=BaselineSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    retraining: RetrainingSettings = Field(default_factory=RetrainingSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
@@ -267,6 +360,11 @@ class Settings(BaseSettings):
     def capture_destination(self) -> str:
         """Where data capture goes: the configured folder or S3 URI, else ``<work_dir>/capture``."""
         return self.serving.capture.destination or str((self.work_dir / "capture").resolve())
+
+    @property
+    def evidently_workspace(self) -> Path:
+        """The local Evidently workspace: the configured folder, else ``<work_dir>/evidently``."""
+        return (self.monitoring.workspace or (self.work_dir / "evidently")).resolve()
 
     @property
     def endpoints_dir(self) -> Path:

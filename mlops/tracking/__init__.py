@@ -5,8 +5,11 @@ from __future__ import annotations
 from mlops.tracking.conventions import (
     ALIAS_CHALLENGER,
     ALIAS_CHAMPION,
+    Events,
     Tags,
+    batch_experiment,
     deployments_experiment,
+    model_resource_id,
     monitoring_experiment,
     training_experiment,
 )
@@ -21,12 +24,15 @@ from mlops.tracking.store import (
 __all__ = [
     "ALIAS_CHALLENGER",
     "ALIAS_CHAMPION",
+    "Events",
     "Tags",
+    "batch_experiment",
     "connect",
     "deployments_experiment",
     "ensure_experiment",
     "finish_run",
     "log_summary_run",
+    "model_resource_id",
     "monitoring_experiment",
     "start_run",
     "training_experiment",

@@ -5,8 +5,11 @@ from __future__ import annotations
 __all__ = [
     "ALIAS_CHALLENGER",
     "ALIAS_CHAMPION",
+    "Events",
     "Tags",
+    "batch_experiment",
     "deployments_experiment",
+    "model_resource_id",
     "monitoring_experiment",
     "training_experiment",
 ]
@@ -38,6 +41,40 @@ class Tags:
     APPROVED_BY = "mlops.approved_by"
     APPROVED_AT = "mlops.approved_at"
     APPROVAL_COMMENT = "mlops.approval_comment"
+    # monitoring runs
+    ENDPOINT = "mlops.endpoint"
+    VARIANT = "mlops.variant"
+    MODEL_VERSION = "mlops.model_version"
+    WINDOW_START = "mlops.window_start"
+    WINDOW_END = "mlops.window_end"
+    DRIFT_DETECTED = "mlops.drift.detected"
+    DRIFTED_FEATURES = "mlops.drift.features"
+    ACCURACY_DROP = "mlops.accuracy.drop_detected"
+    MONITOR_STATUS = "mlops.monitor.status"
+    # batch runs
+    BATCH_INPUT = "mlops.batch.input"
+    BATCH_OUTPUT = "mlops.batch.output"
+    BATCH_OUTCOME = "mlops.batch.outcome"
+    # registered model: retraining cooldown (survives restarts)
+    LAST_RETRAINING_AT = "mlops.retraining.last_started_at"
+    LAST_RETRAINING_REASON = "mlops.retraining.last_reason"
+    DATA_WATCH_DIGEST = "mlops.data_watch.digest"
+
+
+class Events:
+    """Prefect event names; the resource is ``mlops.model.<name>`` (see DESIGN.md)."""
+
+    DRIFT_DETECTED = "mlops.drift.detected"
+    DATA_UPDATED = "mlops.data.updated"
+    MODEL_APPROVED = "mlops.model.approved"
+    APPROVAL_REQUESTED = "mlops.approval.requested"
+    ROLLOUT_COMPLETED = "mlops.rollout.completed"
+    ROLLOUT_ROLLED_BACK = "mlops.rollout.rolled_back"
+
+
+def model_resource_id(model_name: str) -> str:
+    """Prefect resource id of events about ``model_name``."""
+    return f"mlops.model.{model_name}"
 
 
 def training_experiment(model_name: str) -> str:
@@ -53,3 +90,8 @@ def deployments_experiment(model_name: str) -> str:
 def monitoring_experiment(model_name: str) -> str:
     """Experiment of the monitoring runs of ``model_name``."""
     return f"{model_name}/monitoring"
+
+
+def batch_experiment(model_name: str) -> str:
+    """Experiment of the batch-inference runs of ``model_name``."""
+    return f"{model_name}/batch"
