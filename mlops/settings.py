@@ -259,6 +259,16 @@ class ServingSettings(_Section):
     )
     max_payload_mb: float = Field(6.0, gt=0)
     capture: CaptureSettings = Field(default_factory=CaptureSettings)
+    metrics_period_s: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="period of a local endpoint's metric records (CloudWatch's minute); "
+        "shorter only in tests",
+    )
+    metrics_flush_s: float = Field(
+        5.0, gt=0, le=60, description="how often a gateway appends its closed metric records"
+    )
 
 
 class AlarmSettings(_Section):

@@ -1,5 +1,7 @@
 """The persisted state of a local endpoint: ``<endpoints_dir>/<name>/endpoint.json``.
 
+Beside it the gateway keeps its per-minute metrics in ``<endpoints_dir>/<name>/metrics/``.
+
 The manager writes it once, before the gateway runs; from then on the gateway owns it and
 rewrites it (atomically) whenever a variant, a weight or a status changes, so a gateway
 started again later restores the same variants, weights and ports from it.
@@ -29,6 +31,7 @@ __all__ = [
     "VariantState",
     "VariantStatus",
     "endpoint_dir",
+    "endpoint_metrics_dir",
     "load_state",
     "resolve_model_dir",
     "save_state",
@@ -41,6 +44,7 @@ EndpointStatus = Literal["Creating", "InService", "Updating", "Failed", "Deletin
 VariantStatus = Literal["Creating", "InService", "Failed"]
 
 STATE_FILE = "endpoint.json"
+METRICS_DIR = "metrics"
 # SageMaker's pattern for endpoint and variant names.
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
@@ -132,6 +136,12 @@ class EndpointState(_Model):
 def endpoint_dir(endpoints_dir: Path, name: str) -> Path:
     """The folder of endpoint ``name`` (state file, gateway and variant logs)."""
     return endpoints_dir / validate_name(name)
+
+
+def endpoint_metrics_dir(settings: Settings, name: str) -> Path:
+    """The folder of endpoint ``name``'s per-minute metric records (the gateway writes them,
+    :func:`mlops.monitoring.health.read_health` reads them); removed with the endpoint."""
+    return endpoint_dir(settings.endpoints_dir, name) / METRICS_DIR
 
 
 def state_path(endpoints_dir: Path, name: str) -> Path:
