@@ -18,6 +18,9 @@ Serving (SageMaker runtime semantics):
 Admin API (used by the rollout controller and :class:`~mlops.endpoints.client.EndpointClient`):
 ``GET /admin/state``, ``POST /admin/variants``, ``DELETE /admin/variants/{name}``,
 ``PUT /admin/weights``, ``GET /admin/metrics?since=T``, ``POST /admin/shutdown``.
+
+Each variant's requests, errors and latencies are also recorded per minute to the
+endpoint's ``metrics/`` folder (:mod:`mlops.endpoints.minute_metrics`), kept across restarts.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from urllib.parse import parse_qs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlops.endpoints.metrics import VariantMetrics, parse_predictions
+from mlops.endpoints.minute_metrics import MinuteMetrics
 from mlops.endpoints.processes import (
     STOP_GRACE_S,
     find_free_port,
@@ -58,6 +62,7 @@ from mlops.endpoints.state import (
     EndpointState,
     VariantState,
     endpoint_dir,
+    endpoint_metrics_dir,
     load_state,
     resolve_model_dir,
     save_state,
@@ -159,6 +164,9 @@ class Gateway:
         self.state = state
         self.dir = endpoint_dir(settings.endpoints_dir, state.name)
         self.variants: dict[str, _Variant] = {v.name: _Variant(v) for v in state.variants}
+        self.minute_metrics = MinuteMetrics(
+            endpoint_metrics_dir(settings, state.name), period_s=settings.serving.metrics_period_s
+        )
         self.server: uvicorn.Server | None = None
         self.max_body = int(settings.serving.max_payload_mb * 1024 * 1024)
         self._routes: tuple[list[str], list[float], float] = ([], [], 0.0)
@@ -229,6 +237,7 @@ class Gateway:
             self.state.status = "Updating"
         self._persist()
         self._spawn_task(self._bring_up())
+        self._spawn_task(self.minute_metrics.flush_every(self.settings.serving.metrics_flush_s))
 
     async def _bring_up(self) -> None:
         """Adopt or start every variant, then mark the endpoint InService (or Failed)."""
@@ -265,8 +274,10 @@ class Gateway:
         logger.info("endpoint %s: stopping its variants", self.state.name)
         for task in list(self._tasks):
             task.cancel()
+        self.minute_metrics.flush(everything=True)  # the open minute too: no request after this
         everything = [*self.variants.values(), *self._pending.values()]
         await asyncio.gather(*(self._stop_variant(v) for v in everything), return_exceptions=True)
+        self.minute_metrics.flush(everything=True)  # shadow copies cancelled meanwhile
         with contextlib.suppress(OSError):  # the folder may be gone once deleted
             self._persist()
         if self._client is not None:
@@ -529,6 +540,7 @@ class Gateway:
     async def _invoke(self, scope: Scope, receive: Receive, send: Send) -> None:
         import httpx
 
+        received = time.perf_counter()
         headers = dict(scope["headers"])
         target = headers.get(TARGET_HEADER)
         variant = self._pick(target.decode() if target is not None else None)
@@ -547,10 +559,10 @@ class Gateway:
                 f"{variant.url}/invocations", content=body, headers=forward
             )
         except httpx.TimeoutException:
-            variant.metrics.record(504, (time.perf_counter() - start) * 1000, [])
+            self._record(variant, 504, (time.perf_counter() - start) * 1000, [], start - received)
             raise _HttpError(504, f"variant {name!r} did not answer in time") from None
         except httpx.TransportError as exc:
-            variant.metrics.record(503, (time.perf_counter() - start) * 1000, [])
+            self._record(variant, 503, (time.perf_counter() - start) * 1000, [], start - received)
             raise _HttpError(
                 503,
                 f"variant {name!r} is not reachable ({type(exc).__name__}); it is "
@@ -559,7 +571,8 @@ class Gateway:
         latency_ms = (time.perf_counter() - start) * 1000
         content_type = resp.headers.get("content-type", "application/octet-stream")
         predictions = parse_predictions(resp.content, content_type) if resp.is_success else []
-        variant.metrics.record(resp.status_code, latency_ms, predictions)
+        overhead_s = time.perf_counter() - received - latency_ms / 1000
+        self._record(variant, resp.status_code, latency_ms, predictions, overhead_s)
         await send({
             "type": "http.response.start",
             "status": resp.status_code,
@@ -570,6 +583,21 @@ class Gateway:
             ],
         })  # fmt: skip
         await send({"type": "http.response.body", "body": resp.content})
+
+    def _record(
+        self,
+        variant: _Variant,
+        status: int,
+        latency_ms: float,
+        predictions: list[float],
+        overhead_s: float | None = None,
+    ) -> None:
+        """Count one answer of a variant: in memory for the admin API and the rollout
+        alarms, and in its minute's record on disk (``overhead_s``: time spent in the
+        gateway besides waiting for the model; ``None`` for shadow copies)."""
+        variant.metrics.record(status, latency_ms, predictions)
+        overhead_ms = None if overhead_s is None else overhead_s * 1000
+        self.minute_metrics.record(variant.state.name, status, latency_ms, overhead_ms)
 
     def _mirror(self, name: str, body: bytes, headers: dict[str, str]) -> None:
         """Send a copy of a request to the shadow variant without waiting for it."""
@@ -592,11 +620,11 @@ class Gateway:
                 f"{variant.url}/invocations", content=body, headers=headers
             )
         except httpx.HTTPError:
-            variant.metrics.record(503, (time.perf_counter() - start) * 1000, [])
+            self._record(variant, 503, (time.perf_counter() - start) * 1000, [])
         else:
             ctype = resp.headers.get("content-type")
             preds = parse_predictions(resp.content, ctype) if resp.is_success else []
-            variant.metrics.record(resp.status_code, (time.perf_counter() - start) * 1000, preds)
+            self._record(variant, resp.status_code, (time.perf_counter() - start) * 1000, preds)
         finally:
             self._shadow_inflight -= 1
 
