@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench ui prefect-ui deploy worker lock clean
+.PHONY: install demo test test-fast lint bench ui monitor-ui prefect-ui deploy worker lock clean
 
 # Prefect state of the demo stays in the project, so `make prefect-ui` shows its runs.
 PREFECT_HOME ?= $(CURDIR)/.mlops/prefect
@@ -37,9 +37,14 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/drift.py
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.mlops/mlflow.db --port 5000
+
+# The Evidently workspace the monitoring runs write to: one project per model.
+monitor-ui: $(STAMP)
+	$(BIN)/evidently ui --workspace $(CURDIR)/.mlops/evidently --port 8000
 
 prefect-ui: $(STAMP)
 	$(WITH_PREFECT_HOME) $(BIN)/prefect server start
