@@ -49,15 +49,19 @@ monitor-ui: $(STAMP)
 prefect-ui: $(STAMP)
 	$(WITH_PREFECT_HOME) $(BIN)/prefect server start
 
-# Deployments from prefect.yaml (needs a running server: `make prefect-ui` and
-# PREFECT_API_URL=http://127.0.0.1:4200/api), then a worker that runs them.
+# Deployments from prefect.yaml, schedules and event triggers included, on a running server
+# (`make prefect-ui`, or PREFECT_API_URL=... for another one), then a worker that runs them.
+# Without an API URL the CLI would deploy to a throw-away temporary server.
+PREFECT_API_URL ?= http://127.0.0.1:4200/api
+WITH_PREFECT_API = $(WITH_PREFECT_HOME) PREFECT_API_URL=$(PREFECT_API_URL)
+
 deploy: $(STAMP)
-	$(WITH_PREFECT_HOME) $(BIN)/prefect work-pool inspect mlops-local >/dev/null 2>&1 || \
-	  $(WITH_PREFECT_HOME) $(BIN)/prefect work-pool create mlops-local --type process
-	$(WITH_PREFECT_HOME) $(BIN)/prefect --no-prompt deploy --all
+	$(WITH_PREFECT_API) $(BIN)/prefect work-pool inspect mlops-local >/dev/null 2>&1 || \
+	  $(WITH_PREFECT_API) $(BIN)/prefect work-pool create mlops-local --type process
+	$(WITH_PREFECT_API) $(BIN)/prefect --no-prompt deploy --all
 
 worker: $(STAMP)
-	$(WITH_PREFECT_HOME) $(BIN)/prefect worker start --pool mlops-local
+	$(WITH_PREFECT_API) $(BIN)/prefect worker start --pool mlops-local
 
 # Regenerate the pinned set after changing dependencies in pyproject.toml.
 lock:

@@ -18,13 +18,14 @@ from pydantic import Field
 
 from flows.events import emit_model_event
 from flows.hooks import forward_mlops_logs, notify_failure
+from flows.notify import send_notification
 from mlops import registry
 from mlops.errors import ModelNotFoundError, RolloutError
 from mlops.rollout import BlueGreenPolicy, RolloutResult
 from mlops.settings import Settings, load_settings
 from mlops.stages import deploy
 from mlops.stages.deploy import EndpointEvaluation
-from mlops.tracking import ALIAS_CHALLENGER, Tags, connect, deployments_experiment
+from mlops.tracking import ALIAS_CHALLENGER, Events, Tags, connect, deployments_experiment
 
 __all__ = [
     "APPROVAL_FLOW_RUN_TAG",
@@ -88,6 +89,29 @@ def _approval_form(
         f"{version}` or `mlops reject {model_name} {version}`."
     )
     return ApprovalInput.with_initial_data(description=description, approver=getpass.getuser())
+
+
+def _request_approval(
+    settings: Settings, model_name: str, version: str, evaluation: EndpointEvaluation
+) -> None:
+    """Tell the approvers that a version waits for them, and how to answer."""
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in evaluation.metrics.items())
+    where = f"flow run {flow_run.name} ({flow_run.id})"
+    if flow_run.ui_url:
+        where += f": {flow_run.ui_url}"
+    send_notification(
+        settings,
+        f"mlops: {model_name} v{version} waits for approval",
+        f"{model_name} v{version} is on {evaluation.endpoint} and scored {metrics} on "
+        f"{evaluation.rows} held-out rows ({evaluation.reason}). Approve it for production "
+        f"with `mlops approve {model_name} {version}` (or `mlops reject {model_name} "
+        f"{version}`), or answer the form on the paused deployment-pipeline {where}.",
+    )
+    emit_model_event(
+        Events.APPROVAL_REQUESTED,
+        model_name,
+        {"version": version, "flow_run_id": str(flow_run.id), "metrics": evaluation.metrics},
+    )
 
 
 @flow(
@@ -171,6 +195,7 @@ def deployment_pipeline(
             client.set_model_version_tag(
                 model_name, version, APPROVAL_FLOW_RUN_TAG, str(flow_run.id)
             )
+            _request_approval(settings, model_name, version, evaluation)
             answer = pause_flow_run(
                 wait_for_input=_approval_form(model_name, version, evaluation),
                 timeout=approval_timeout_s,
@@ -206,6 +231,13 @@ def deployment_pipeline(
     where = f"MLflow experiment {deployments_experiment(model_name)!r}, run {result.record_run_id}"
     if not result.completed:
         emit_model_event("mlops.rollout.rolled_back", model_name, payload)
+        send_notification(
+            settings,
+            f"mlops: rollout of {model_name} v{version} to {result.endpoint} rolled back",
+            f"{result.reason}. "
+            + (f"All traffic is back on {result.blue_variant}; " if result.blue_variant else "")
+            + f"the champion is unchanged. Rollout record: {where}.",
+        )
         raise RolloutError(
             f"rollout of {model_name} v{version} to {result.endpoint} rolled back: "
             f"{result.reason}; champion unchanged (record: {where})"

@@ -9,8 +9,7 @@ from typing import Any
 
 from prefect.logging.handlers import APILogHandler
 
-from mlops.notify import LogNotifier, get_notifier
-from mlops.settings import load_settings
+from flows.notify import send_notification
 
 __all__ = ["forward_mlops_logs", "notify_failure"]
 
@@ -41,19 +40,11 @@ def forward_mlops_logs() -> Iterator[None]:
 
 
 def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """Prefect ``on_failure``/``on_crashed`` hook: tell people what failed and why."""
+    """Prefect ``on_failure``/``on_crashed`` hook: tell people what failed and why.
+
+    The settings come from mlops.toml and MLOPS_* (as for a deployment's runs); a broken
+    configuration sends the message to the log instead of hiding the failure.
+    """
     subject = f"mlops flow {flow.name!r} {state.type.value.lower()}"
     body = f"flow run {flow_run.name} ({flow_run.id}): {state.message or 'no message'}"
-    try:
-        settings = load_settings()
-    except Exception:  # a broken config must not hide the original failure
-        LogNotifier().notify(subject, body)
-        return
-    if settings.notifications.channel == "prefect-block" and settings.notifications.prefect_block:
-        from prefect.blocks.notifications import NotificationBlock
-
-        block = NotificationBlock.load(settings.notifications.prefect_block)
-        block.notify(body=body, subject=subject)
-        LogNotifier().notify(subject, body)
-        return
-    get_notifier(settings).notify(subject, body)
+    send_notification(None, subject, body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.hooks import forward_mlops_logs, notify_failure
+from flows.notify import get_flow_notifier
 from mlops.settings import Settings, load_settings
 from mlops.stages.probe import ProbeResult, probe_endpoint
 
@@ -34,6 +35,7 @@ def synthetic_canary(
             requests=requests,
             interval_s=interval_s,
             threshold=threshold,
+            notifier=get_flow_notifier(settings),
         )
     get_run_logger().info(
         "%s: %d/%d probe calls succeeded (%.0f%%, alarm below %.0f%%)",

@@ -1,4 +1,12 @@
-"""Notifications of failures: a log line by default, or Apprise URLs (Slack, e-mail, ...)."""
+"""Notifications to people: a log line by default, or Apprise URLs (webhook, e-mail, SNS...).
+
+Everything that notifies (flow failures, drift, rollbacks, approval requests, probe alarms)
+goes through one :class:`Notifier`. A Prefect notification block is the third channel; it is
+resolved in ``flows.notify`` because this package never imports Prefect, and handed to the
+code that notifies as a ``Notifier``.
+
+Delivery never raises: a failure is logged without the URL (it may hold a token).
+"""
 
 from __future__ import annotations
 
@@ -19,21 +27,29 @@ logger = logging.getLogger("mlops.notify")
 class Notifier(Protocol):
     """Sends a short message to people."""
 
-    def notify(self, subject: str, body: str) -> None:
-        """Deliver one message; never raise for delivery problems, log them."""
+    def notify(self, subject: str, body: str) -> bool:
+        """Deliver one message; never raise for delivery problems, log them.
+
+        Returns:
+            Whether the message reached the channel.
+        """
         ...
 
 
 class LogNotifier:
-    """Writes the notification as an ERROR log line (the default channel)."""
+    """Writes the notification as an ERROR line of the ``mlops.notify`` logger (the default)."""
 
-    def notify(self, subject: str, body: str) -> None:
+    def notify(self, subject: str, body: str) -> bool:
         """Log the message."""
         logger.error("%s: %s", subject, body)
+        return True
 
 
 class AppriseNotifier:
-    """Sends through Apprise URLs (``slack://``, ``mailto://``, ``json://`` ...)."""
+    """Sends through Apprise URLs (``json://``, ``slack://``, ``mailto://``, ``sns://``...).
+
+    Every message is also written to the log, so the log holds every notification.
+    """
 
     def __init__(self, urls: list[str]) -> None:
         import apprise
@@ -44,25 +60,54 @@ class AppriseNotifier:
                 "add at least one Apprise URL or use channel = 'log'"
             )
         self._apprise = apprise.Apprise()
-        for url in urls:
+        for index, url in enumerate(urls):
             if not self._apprise.add(url):
                 raise ConfigError(
-                    "notifications.apprise_urls holds a URL Apprise does not understand "
-                    "(the URL is not shown because it may hold a token); check its scheme"
+                    f"notifications.apprise_urls[{index}] is not a URL Apprise understands "
+                    "(it is not shown because it may hold a token); check its scheme "
+                    "(json://, jsons://, mailto://, sns://, slack://...)"
                 )
 
-    def notify(self, subject: str, body: str) -> None:
+    def notify(self, subject: str, body: str) -> bool:
         """Send the message; log (without URLs) when delivery fails."""
-        if not self._apprise.notify(title=subject, body=body):
-            logger.error("notification %r could not be delivered to every channel", subject)
         LogNotifier().notify(subject, body)
+        try:
+            delivered = bool(self._apprise.notify(title=subject, body=body))
+        except Exception as exc:  # delivery must never break the caller; the URL is not shown
+            logger.error(
+                "notification %r could not be delivered through Apprise (%s)",
+                subject,
+                type(exc).__name__,
+            )
+            return False
+        if not delivered:
+            logger.error(
+                "notification %r could not be delivered to every Apprise URL (see the apprise "
+                "logger for which service refused it)",
+                subject,
+            )
+        return delivered
 
 
 def get_notifier(settings: Settings) -> Notifier:
-    """The notifier the settings ask for (Prefect blocks are resolved in ``flows``)."""
+    """The notifier the settings ask for, never raising.
+
+    A Prefect block (``channel = "prefect-block"``) can only be resolved inside ``flows``
+    (``flows.notify.get_flow_notifier``); here, as with a broken Apprise configuration, the
+    notification goes to the log and the reason is logged.
+    """
     channel = settings.notifications.channel
     if channel == "apprise":
-        return AppriseNotifier(
-            [url.get_secret_value() for url in settings.notifications.apprise_urls]
+        try:
+            return AppriseNotifier(
+                [url.get_secret_value() for url in settings.notifications.apprise_urls]
+            )
+        except ConfigError as exc:
+            logger.error("%s; notifications go to the log until this is fixed", exc)
+            return LogNotifier()
+    if channel == "prefect-block":
+        logger.warning(
+            "notifications.channel is 'prefect-block', which only the Prefect flows resolve "
+            "(flows.notify.get_flow_notifier); this notification goes to the log"
         )
     return LogNotifier()

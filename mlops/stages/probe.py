@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from mlops.errors import EndpointError, MlopsError
-from mlops.notify import get_notifier
+from mlops.notify import Notifier, get_notifier
 from mlops.stages.deploy import endpoint_name, reference_rows
 from mlops.tracking import Tags, connect, log_summary_run, monitoring_experiment
 
@@ -47,13 +47,15 @@ def probe_endpoint(
     interval_s: float = 1.0,
     threshold: float = 0.9,
     timeout_s: float = 5.0,
+    notifier: Notifier | None = None,
 ) -> ProbeResult:
     """Send ``requests`` single-row calls to the endpoint and judge its success rate.
 
     A call succeeds when it answers 200 with one finite prediction within ``timeout_s``.
     The rows come from the reference sample of the version the endpoint serves. A run
     of ``<model>/monitoring`` (``mlops.stage=probe``) records the rate and latencies;
-    below ``threshold`` the configured notifier is told and ``alarm`` is set.
+    below ``threshold`` ``notifier`` (default: the configured one, ``get_notifier``) is
+    told and ``alarm`` is set.
     """
 
     from mlops.endpoints.client import EndpointClient
@@ -144,7 +146,7 @@ def probe_endpoint(
             f"below {threshold:.0%}. First errors: {'; '.join(errors[:3]) or 'none'}"
         )
         logger.warning("%s: %s", subject, body)
-        get_notifier(settings).notify(subject, body)
+        (notifier or get_notifier(settings)).notify(subject, body)
     else:
         logger.info("probe %s: %d/%d succeeded", endpoint, successes, requests)
     return result
