@@ -35,7 +35,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
-BODY = "passenger_count,trip_distance,duration_minutes\n2,3.1,14.5\n"
+BODY = "duration_minutes,passenger_count,trip_distance\n14.5,2,3.1\n"
 RUN_ID = "wrk-main"
 LUA = """
 wrk.method = "POST"

@@ -261,7 +261,7 @@ def delete(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
 @endpoint_app.command("invoke")
 def invoke(
     name: Annotated[str, typer.Argument(help="endpoint name")],
-    body: Annotated[str, typer.Option(help="request body, e.g. '1,2.5,14,3'; @PATH reads a file")],
+    body: Annotated[str, typer.Option(help="request body, e.g. '12,1,2.5'; @PATH reads a file")],
     content_type: Annotated[str, typer.Option(help="text/csv or application/json")] = "text/csv",
     accept: Annotated[str | None, typer.Option(help="answer format")] = None,
     target_variant: Annotated[str | None, typer.Option(help="send to this variant")] = None,

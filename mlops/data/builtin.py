@@ -1,7 +1,9 @@
 """Built-in datasets, new batches of them for drift demos, and generic feature engineering.
 
 * ``taxi``: NYC green-taxi trips, generated from seeded, realistic distributions (regression
-  of ``total_amount``).
+  of ``total_amount``). Its features, once engineered, are the reference SageMaker pipeline's
+  ``duration_minutes, passenger_count, trip_distance``, in that order, and its fares match
+  that pipeline's February 2018 sample (``10.65,1,2.56`` costs about $12.7).
 * ``mammography``: scikit-learn's breast-cancer Wisconsin data (binary ``severity``).
 * ``iris``: scikit-learn's iris data (multiclass ``species``).
 """
@@ -50,6 +52,21 @@ _WEEKDAY_TRAFFIC = np.array(
 _WEEKEND_TRAFFIC = np.clip(_WEEKDAY_TRAFFIC, 0.88, None)
 _PASSENGER_P = np.array([0.72, 0.14, 0.04, 0.02, 0.05, 0.03])  # 1..6 passengers
 _LOG_DISTANCE_SIGMA = 0.75
+# Fares of the reference pipeline's data (NYC green taxi, February 2018, before the 2019
+# congestion surcharge): the $2.50 flag drop, a rate per mile and per minute (the meter's
+# $0.50/min applies only in slow traffic, so the minute rate is its average over a trip), the
+# $0.50 MTA tax and $0.30 improvement surcharge, $0.50 at night and $1 in the weekday rush,
+# a $5.76 bridge toll on some long trips, and a 12-22% tip on the 40% of trips paid by card.
+# The two rates are fitted so that a model trained on the 20,000 default rows answers the
+# reference sample trips 2.56 mi in 10.65 min with about $12.7 and 9.6 mi in 22.8 min with
+# about $35.8 (1 passenger).
+_FLAG_DROP = 2.50
+_PER_MILE = 2.85
+_PER_MINUTE = 0.11
+_MTA_TAX = 0.50
+_IMPROVEMENT = 0.30
+_TOLL = 5.76
+_TIPPED_SHARE = 0.40
 
 _DESCRIPTIONS = {
     "taxi": "NYC green-taxi trips of one month, generated from seeded realistic distributions; "
@@ -153,8 +170,11 @@ def engineer_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, l
 
     A pickup and a dropoff datetime column (names containing ``pickup``/``dropoff``, datetime
     dtype or parseable text) become ``duration_minutes``; other datetime columns become
-    ``<col>_hour`` and ``<col>_dayofweek`` (0 = Monday). Original columns keep their order, new
-    features follow them and the target, untouched, comes last. The input is not modified.
+    ``<col>_hour`` and ``<col>_dayofweek`` (0 = Monday). New features take the place of the
+    columns they replace (``duration_minutes`` where the first of pickup/dropoff was), the other
+    columns keep their order and the target, untouched, comes last. So the raw NYC taxi layout
+    ``pickup, dropoff, passenger_count, trip_distance`` gives the reference pipeline's
+    ``duration_minutes, passenger_count, trip_distance``. The input is not modified.
     """
     dates: dict[object, pd.Series] = {}
     for col in frame.columns:
@@ -164,8 +184,8 @@ def engineer_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, l
         if parsed is not None:
             dates[col] = parsed
     notes: list[str] = []
-    new: dict[str, pd.Series] = {}
-    dropped = set(dates)
+    # what each replaced column turns into: the new features sit where their source column was
+    replaced: dict[object, dict[str, pd.Series]] = {}
     taken = {str(c) for c in frame.columns}
     pickup = next((c for c in dates if "pickup" in str(c).lower()), None)
     dropoff = next((c for c in dates if "dropoff" in str(c).lower()), None)
@@ -173,23 +193,33 @@ def engineer_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, l
         start, end = _naive(dates.pop(pickup)), _naive(dates.pop(dropoff))
         minutes = ((end - start).dt.total_seconds() / 60.0).astype("float64")
         name = _unique("duration_minutes", taken)
-        new[name] = minutes
+        first, second = sorted((pickup, dropoff), key=list(frame.columns).index)
+        replaced[first], replaced[second] = {name: minutes}, {}
         notes.append(f"added {name} = {dropoff} - {pickup} in minutes and dropped both columns")
         negative = int((minutes < 0).sum())
         if negative:
             notes.append(f"{negative} rows have {dropoff} before {pickup} (negative {name})")
     for col, parsed in dates.items():
-        names = []
+        replaced[col] = {}
         for part in ("hour", "dayofweek"):
             values = getattr(parsed.dt, part)
-            names.append(_unique(f"{col}_{part}", taken))
-            new[names[-1]] = values.astype("float64" if values.isna().any() else "int64")
-        notes.append(f"replaced datetime column {col} by {names[0]} and {names[1]} (0 = Monday)")
-    keep = [c for c in frame.columns if c not in dropped and c != target]
-    out = pd.concat([frame[keep], pd.DataFrame(new, index=frame.index)], axis=1)
+            name = _unique(f"{col}_{part}", taken)
+            replaced[col][name] = values.astype("float64" if values.isna().any() else "int64")
+        hour, day = replaced[col]
+        notes.append(f"replaced datetime column {col} by {hour} and {day} (0 = Monday)")
+    parts: list[pd.Series] = []
+    for i, col in enumerate(frame.columns):
+        if col == target:
+            continue
+        if col in replaced:
+            parts.extend(values.rename(name) for name, values in replaced[col].items())
+        else:
+            parts.append(frame.iloc[:, i])
     if target in frame.columns:
-        out[target] = frame[target]
-    return out, notes
+        parts.append(frame[target])
+    if not parts:
+        return frame.iloc[:, :0].copy(), notes
+    return pd.concat(parts, axis=1), notes
 
 
 def _check_name(name: str) -> str:
@@ -250,14 +280,14 @@ def _taxi_frame(
     minutes = np.clip(minutes, 1.0, 240.0)
     dropoff = pickup + pd.to_timedelta(np.round(minutes * 60.0), unit="s")
 
-    meter = 3.0 + 2.5 * distance + 0.5 * minutes
+    meter = _FLAG_DROP + _PER_MILE * distance + _PER_MINUTE * minutes
     night = (hour >= 20) | (hour < 6)
     rush = ~weekend & (hour >= 16) & (hour < 20)
-    extras = 0.5 + 1.0 + 0.5 * night + 1.0 * rush  # MTA tax, surcharges
-    congestion = 2.75 * (rng.random(rows) < 0.35)
-    tolls = 6.94 * (rng.random(rows) < np.where(distance > 8.0, 0.3, 0.02))
-    tip = np.where(rng.random(rows) < 0.6, meter * rng.uniform(0.12, 0.25, rows), 0.0)
-    total = np.round(meter + extras + congestion + tolls + tip, 2)
+    extras = _MTA_TAX + _IMPROVEMENT + 0.5 * night + 1.0 * rush  # night and weekday-rush extras
+    tolls = _TOLL * (rng.random(rows) < np.where(distance > 8.0, 0.15, 0.01))
+    tipped = rng.random(rows) < _TIPPED_SHARE  # card payments; cash tips are not recorded
+    tip = np.where(tipped, meter * rng.uniform(0.12, 0.22, rows), 0.0)
+    total = np.round(meter + extras + tolls + tip, 2)
 
     frame = pd.DataFrame(
         {

@@ -66,7 +66,7 @@ class EndpointClient:
     Example::
 
         with EndpointClient.for_endpoint(settings, "taxi-prod") as client:
-            result = client.invoke(b"1,2.5,3", "text/csv")
+            result = client.invoke(b"10.65,1,2.56", "text/csv")  # taxi: minutes, riders, miles
     """
 
     def __init__(self, base_url: str, *, timeout: float = 60.0) -> None:

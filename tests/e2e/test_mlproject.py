@@ -65,8 +65,8 @@ def test_main_entry_point_registers_a_loadable_model(
     assert "test_rmse" in run.data.metrics
 
     model = mlflow.pyfunc.load_model("models:/taxi@challenger")
-    rows = pd.DataFrame({"passenger_count": [1, 2], "trip_distance": [1.5, 7.0],
-                         "duration_minutes": [8.0, 25.0]})
+    rows = pd.DataFrame({"duration_minutes": [8.0, 25.0], "passenger_count": [1, 2],
+                         "trip_distance": [1.5, 7.0]})
     fares = model.predict(rows)
     assert len(fares) == 2 and fares[1] > fares[0] > 0
 

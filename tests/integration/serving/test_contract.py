@@ -34,16 +34,17 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer:UserWarning"),
 ]
 
-FEATURES = ["passenger_count", "trip_distance", "duration_minutes"]
+# The reference SageMaker pipeline's order: its captured line `10.65,1,2.56` is 10.65 minutes.
+FEATURES = ["duration_minutes", "passenger_count", "trip_distance"]
 
 
 def taxi_rows(n: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame(
         {
+            "duration_minutes": np.round(rng.uniform(1, 80, n), 1),
             "passenger_count": rng.integers(1, 7, n),
             "trip_distance": np.round(rng.uniform(0.3, 25, n), 2),
-            "duration_minutes": np.round(rng.uniform(1, 80, n), 1),
         }
     )
 
@@ -126,13 +127,21 @@ def test_one_csv_row(server: Server, taxi: tuple[Settings, str, object]) -> None
     np.testing.assert_allclose(csv_values(resp.body), expected(taxi, frame), atol=1e-5)
 
 
+def test_reference_capture_lines_get_the_reference_fares(server: Server) -> None:
+    """The reference pipeline's rows (Feb 2018 green taxi, duration,passengers,distance):
+    2.56 mi in 10.65 min cost about $12.72, 9.6 mi in 22.8 min about $35.8."""
+    resp = server.invoke(b"10.65,1,2.56\n22.8,1,9.6\n")
+    assert resp.status == 200, resp.body
+    np.testing.assert_allclose(csv_values(resp.body), [12.72, 35.8], rtol=0.10)
+
+
 def test_many_csv_rows_with_and_without_header(server: Server, taxi: tuple) -> None:
     frame = taxi_rows(200, seed=2)
     want = expected(taxi, frame)
     plain = server.invoke(csv_of(frame))
     assert plain.status == 200, plain.body
     np.testing.assert_allclose(csv_values(plain.body), want, atol=1e-5)
-    shuffled = frame[["duration_minutes", "passenger_count", "trip_distance"]]
+    shuffled = frame[["passenger_count", "trip_distance", "duration_minutes"]]
     headed = server.invoke(csv_of(shuffled, header=True), content_type="text/csv; charset=utf-8")
     assert headed.status == 200, headed.body
     np.testing.assert_allclose(csv_values(headed.body), want, atol=1e-5)
@@ -142,7 +151,7 @@ def test_missing_values(server: Server, taxi: tuple) -> None:
     frame = taxi_rows(3, seed=3)
     frame["trip_distance"] = np.nan
     body = b"\n".join(
-        f"{int(r.passenger_count)},,{r.duration_minutes}".encode() for r in frame.itertuples()
+        f"{r.duration_minutes},{int(r.passenger_count)},".encode() for r in frame.itertuples()
     )
     resp = server.invoke(body)
     assert resp.status == 200, resp.body
@@ -203,9 +212,9 @@ def test_accept_picks_the_output(
 
 
 def test_answered_requests_are_captured(server: Server, capture_dir: Path) -> None:
-    resp = server.invoke(b"2,3.5,12\n", headers={"X-Amzn-SageMaker-Inference-Id": "trip-42"})
+    resp = server.invoke(b"12,2,3.5\n", headers={"X-Amzn-SageMaker-Inference-Id": "trip-42"})
     assert resp.status == 200
-    server.invoke(b"2,x,12\n")  # a 400 is not captured
+    server.invoke(b"12,2,x\n")  # a 400 is not captured
     deadline = time.monotonic() + 15
     mine: list[dict] = []
     while time.monotonic() < deadline and not mine:
@@ -220,13 +229,13 @@ def test_answered_requests_are_captured(server: Server, capture_dir: Path) -> No
     assert data["endpointInput"] == {
         "observedContentType": "text/csv",
         "mode": "INPUT",
-        "data": "2,3.5,12\n",
+        "data": "12,2,3.5\n",
         "encoding": "CSV",
     }
     assert data["endpointOutput"]["data"] == resp.body.decode()
     assert data["endpointOutput"]["observedContentType"] == "text/csv; charset=utf-8"
     assert not any(
-        r["captureData"]["endpointInput"]["data"] == "2,x,12\n"
+        r["captureData"]["endpointInput"]["data"] == "12,2,x\n"
         for r in read_capture(str(capture_dir), "taxi", "Blue")
     )
 
@@ -245,7 +254,7 @@ def _assert_error(resp: object, status: int, *fragments: str) -> None:
 @pytest.mark.parametrize(
     ("body", "content_type", "fragments"),
     [
-        (b"1,2", "text/csv", ["line 1 has 2 fields", "passenger_count"]),
+        (b"1,2", "text/csv", ["line 1 has 2 fields", "duration_minutes, passenger_count"]),
         (b"1,2,x", "text/csv", ["'x' is not a number"]),
         (b"1,nan,3", "text/csv", ["not a finite number", "leave the field empty"]),
         (b"1,inf,3", "text/csv", ["not a finite number"]),
@@ -272,14 +281,14 @@ def test_unsupported_content_type_is_415(server: Server, content_type: str | Non
 
 
 def test_body_over_the_limit_is_413(server: Server) -> None:
-    big = b"1,2.5,10\n" * (6 * 1024 * 1024 // 9 + 2)
+    big = b"12,1,2.5\n" * (6 * 1024 * 1024 // 9 + 2)
     _assert_error(server.invoke(big), 413, "over the limit of 6 MB", "--max-payload-mb")
-    chunks = [b"1,2.5,10\n" * 100_000] * 8  # streamed without Content-Length
+    chunks = [b"12,1,2.5\n" * 100_000] * 8  # streamed without Content-Length
     resp = server.request(
         "POST", "/invocations", iter(chunks), {"Content-Type": "text/csv"}, chunked=True
     )
     _assert_error(resp, 413, "over the limit")
-    assert server.invoke(b"1,2.5,10").status == 200  # and the server is fine
+    assert server.invoke(b"12,1,2.5").status == 200  # and the server is fine
 
 
 def test_other_paths_and_methods(server: Server) -> None:

@@ -15,6 +15,8 @@ from mlops.data import (
 from mlops.errors import DataError, DatasetNotFoundError
 from mlops.types import Task
 
+# The feature order of the reference pipeline's model (its captured line `10.65,1,2.56`).
+REFERENCE_FEATURES = ["duration_minutes", "passenger_count", "trip_distance"]
 TAXI_COLUMNS = [
     "lpep_pickup_datetime",
     "lpep_dropoff_datetime",
@@ -147,12 +149,8 @@ def test_bad_rows_is_data_error():
 
 def test_taxi_engineered_features(taxi):
     frame, notes = engineer_features(taxi.frame, taxi.target)
-    assert list(frame.columns) == [
-        "passenger_count",
-        "trip_distance",
-        "duration_minutes",
-        "total_amount",
-    ]
+    # the reference SageMaker pipeline's CSV order: duration_minutes,passenger_count,trip_distance
+    assert list(frame.columns) == REFERENCE_FEATURES + ["total_amount"]
     expected = (
         taxi.frame["lpep_dropoff_datetime"] - taxi.frame["lpep_pickup_datetime"]
     ).dt.total_seconds() / 60
@@ -161,6 +159,21 @@ def test_taxi_engineered_features(taxi):
     pd.testing.assert_series_equal(frame["total_amount"], taxi.frame["total_amount"])
     assert any("duration_minutes" in note for note in notes)
     assert "lpep_pickup_datetime" in taxi.frame.columns  # input untouched
+
+
+def test_taxi_fares_follow_the_reference_sample():
+    """Feb 2018 green-taxi rows of the reference pipeline: 2.56 mi in 10.65 min cost ~$12.7,
+    9.6 mi in 22.8 min ~$35.8 (the trained-model check is in the serving contract tests)."""
+    from sklearn.linear_model import LinearRegression
+
+    taxi = load_builtin("taxi")
+    frame, _ = engineer_features(taxi.frame, taxi.target)
+    x = frame.drop(columns=[taxi.target])
+    assert list(x.columns) == REFERENCE_FEATURES
+    model = LinearRegression().fit(x, frame[taxi.target])
+    reference = pd.DataFrame([[10.65, 1, 2.56], [22.8, 1, 9.6]], columns=REFERENCE_FEATURES)
+    np.testing.assert_allclose(model.predict(reference), [12.72, 35.8], rtol=0.05)
+    assert abs(model.coef_[1]) < 0.1  # riders do not change the fare
 
 
 def test_engineer_parses_text_datetimes_and_other_datetimes():
@@ -174,12 +187,29 @@ def test_engineer_parses_text_datetimes_and_other_datetimes():
         }
     )
     out, notes = engineer_features(frame, "y")
-    assert list(out.columns) == ["x", "duration_minutes", "signup_hour", "signup_dayofweek", "y"]
+    # new features take the place of the columns they replace
+    assert list(out.columns) == ["duration_minutes", "signup_hour", "signup_dayofweek", "x", "y"]
     assert out["duration_minutes"].tolist() == [15.0, 30.0]
     assert out["signup_hour"].tolist() == [14, 23]
     assert out["signup_dayofweek"].tolist() == [5, 0]  # Saturday, Monday
     assert out["signup_hour"].dtype == np.int64
     assert len(notes) == 2
+
+
+def test_engineered_duration_takes_the_place_of_the_first_trip_time():
+    times = pd.to_datetime(["2024-01-01 08:00", "2024-01-01 09:00"])
+    frame = pd.DataFrame(
+        {
+            "a": [1, 2],
+            "dropoff_at": times + pd.Timedelta(minutes=6),
+            "b": [3.0, 4.0],
+            "pickup_at": times,
+            "y": [5.0, 6.0],
+        }
+    )
+    out, _ = engineer_features(frame, "y")
+    assert list(out.columns) == ["a", "duration_minutes", "b", "y"]
+    assert out["duration_minutes"].tolist() == [6.0, 6.0]
 
 
 def test_engineer_never_touches_target_and_leaves_plain_tables_alone():
@@ -211,9 +241,9 @@ def test_make_batch_taxi_shift_moves_means_and_keeps_the_fare_relation():
         moved = (shifted[col].mean() - clean[col].mean()) / clean[col].std()
         assert 0.5 < moved < 2.0, col
     # the fare still follows base + per mile + per minute (+ extras that never go negative)
-    meter = 3.0 + 2.5 * shifted["trip_distance"] + 0.5 * shifted["duration_minutes"]
+    meter = 2.5 + 2.85 * shifted["trip_distance"] + 0.11 * shifted["duration_minutes"]
     extra = shifted["total_amount"] - meter
-    assert extra.min() >= 1.4
+    assert extra.min() >= 0.79  # MTA tax and improvement surcharge, less rounding
     assert extra.median() < 0.35 * meter.median()
 
 

@@ -218,7 +218,7 @@ def test_resolve_downloads_once_and_reuses(trained_taxi: tuple[Settings, str]) -
     assert again == first
     assert (again.path / "MLmodel").stat().st_mtime_ns == stamp
     assert not [p for p in first.path.parent.iterdir() if p.name.startswith(".download")]
-    assert ServingModel.load(first.path).feature_names[0] == "passenger_count"
+    assert ServingModel.load(first.path).feature_names[0] == "duration_minutes"
 
 
 def test_resolve_errors_name_what_exists(trained_taxi: tuple[Settings, str]) -> None:

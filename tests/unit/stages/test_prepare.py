@@ -76,8 +76,8 @@ def test_builtin_splits_80_15_5(
 
 def test_taxi_datetimes_become_duration(settings: Settings) -> None:
     prepared = prepare(settings, dataset="taxi", rows=2000)
-    assert "duration_minutes" in prepared.features
-    assert not any("datetime" in f for f in prepared.features)
+    # the reference pipeline's order, so its CSV line `10.65,1,2.56` means 10.65 minutes
+    assert prepared.features == ["duration_minutes", "passenger_count", "trip_distance"]
     assert any("duration_minutes" in note for note in prepared.notes)
     train = load_split(prepared, "train")
     assert (train["duration_minutes"] >= 1.0).all()
@@ -143,7 +143,8 @@ def test_byo_csv_regression_inferred(settings: Settings, tmp_path: Path) -> None
     assert prepared.task_inferred is True
     assert "fractional" in prepared.task_reason
     assert prepared.classes == []
-    assert "duration_minutes" in prepared.features  # text datetimes were parsed too
+    # text datetimes were parsed too, and the duration took their place
+    assert prepared.features == ["duration_minutes", "passenger_count", "trip_distance"]
     assert sum(prepared.rows.values()) == 600
 
 
