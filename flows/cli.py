@@ -38,6 +38,7 @@ app.add_typer(config_app, name="config")
 
 def _register_subcommands() -> None:
     # Separate modules keep this one small; their heavy imports stay inside the commands.
+    from flows.cli_batch import batch
     from flows.cli_deploy import deploy, probe
     from flows.cli_endpoints import endpoint_app
     from flows.cli_serving import serve
@@ -46,6 +47,7 @@ def _register_subcommands() -> None:
     app.command()(deploy)
     app.command()(probe)
     app.add_typer(endpoint_app, name="endpoint")
+    app.command()(batch)
 
 
 _register_subcommands()
