@@ -154,7 +154,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="mlops-bench-serving-"))
     os.chdir(root)  # MLflow writes some model artifacts relative to the working directory
     sys.path.insert(0, str(REPO))
-    from mlops.serving.capture import read_capture
+    from mlops.capture import read_capture
     from mlops.settings import Settings
     from mlops.stages.pipeline import run_training_pipeline
 

@@ -337,7 +337,7 @@ class ServingApp:
         """
         capture = self.config.capture
         if capture is not None and self.writer is None:
-            from mlops.serving.capture import CaptureConfig, CaptureWriter
+            from mlops.capture import CaptureConfig, CaptureWriter
 
             self.writer = CaptureWriter(CaptureConfig(**asdict(capture)))
         if self.model is not None:

@@ -127,7 +127,7 @@ def _capture_counter(settings: Settings, endpoint: str, variant: str, destinatio
     """Count ``variant``'s capture records written since a time (the post-traffic hook)."""
 
     def count(since: float) -> int:
-        from mlops.serving.capture import read_capture
+        from mlops.capture import read_capture
 
         start = datetime.fromtimestamp(since - 1.0, UTC)
         return sum(
@@ -385,7 +385,14 @@ def evaluate_on_endpoint(
                 f"endpoint {endpoint} answered test rows {start}..{start + len(chunk)} with HTTP "
                 f"{result.status}: {result.body[:300].decode('utf-8', 'replace')}"
             )
-        answers += [float(x) for x in result.body.decode().split()]
+        values = result.predictions()
+        if len(values) != len(chunk):
+            raise RolloutError(
+                f"endpoint {endpoint} answered test rows {start}..{start + len(chunk)} with "
+                f"{len(values)} predictions for {len(chunk)} rows: "
+                f"{result.body[:300].decode('utf-8', 'replace')}"
+            )
+        answers += values
     y_true = test[prepared.target].to_numpy()
     prediction = np.asarray(answers, dtype=np.float64)
     task = prepared.task

@@ -179,7 +179,7 @@ def test_metrics_count_requests(client: EndpointClient, csv_rows: list[bytes]) -
 def test_capture_layout_and_counts(
     ep_settings: Settings, client: EndpointClient, endpoint: EndpointState
 ) -> None:
-    from mlops.serving.capture_reader import read_capture
+    from mlops.capture import read_capture
 
     destination = endpoint.capture.destination
     assert destination == ep_settings.capture_destination

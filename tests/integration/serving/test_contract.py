@@ -20,7 +20,7 @@ import pytest
 import xgboost as xgb
 from mlflow.models import infer_signature
 
-from mlops.serving.capture import read_capture
+from mlops.capture import read_capture
 from mlops.settings import Settings
 from mlops.stages.train import model_requirements
 from mlops.tracking import connect, ensure_experiment

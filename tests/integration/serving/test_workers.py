@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.serving.capture import read_capture
+from mlops.capture import read_capture
 from mlops.settings import Settings
 from tests.integration.serving import Server, server_env, start_server
 

@@ -18,15 +18,17 @@ from typing import Any
 import boto3
 import pytest
 
-from mlops.errors import DataError
-from mlops.serving.capture import (
+from mlops.capture import (
     CaptureConfig,
     CaptureWriter,
     iter_capture_files,
+    list_variants,
     read_capture,
+    read_capture_frame,
     read_ground_truth,
     write_ground_truth,
 )
+from mlops.errors import DataError
 from tests.conftest import AWS_TEST_CREDENTIALS as CREDS
 from tests.conftest import REPO
 
@@ -138,7 +140,7 @@ def test_failed_upload_keeps_the_spool_file_until_a_later_close(tmp_path, s3, s3
     missing = f"not-yet-{uuid.uuid4().hex[:12]}"
     writer = CaptureWriter(config(f"s3://{missing}/p", s3_endpoint, tmp_path))
     ids = [record(writer, i) for i in range(3)]
-    with caplog.at_level(logging.WARNING, logger="mlops.serving.capture"):
+    with caplog.at_level(logging.WARNING, logger="mlops.capture"):
         writer.close()
     (kept,) = spooled(tmp_path)
     assert kept.read_bytes().count(b"\n") == 3
@@ -161,7 +163,7 @@ def test_files_of_a_killed_writer_are_uploaded_by_the_next_one(tmp_path, s3, buc
         textwrap.dedent(
             f"""
         import time
-        from mlops.serving.capture import CaptureConfig, CaptureWriter
+        from mlops.capture import CaptureConfig, CaptureWriter
         writer = CaptureWriter(CaptureConfig(
             {dest!r}, "taxi-prod", "blue", flush_interval_s=0.01,
             aws_endpoint_url={s3_endpoint!r}, spool_dir={str(tmp_path / "spool")!r}))
@@ -226,3 +228,26 @@ def test_reading_a_missing_bucket_is_a_data_error(s3_endpoint):
         list(read_capture("s3://no-such-bucket-x/p", aws_endpoint_url=s3_endpoint))
     with pytest.raises(DataError, match="cannot write ground truth to s3://no-such-bucket-x/"):
         write_ground_truth("s3://no-such-bucket-x", [("a", "1")], aws_endpoint_url=s3_endpoint)
+
+
+def test_variants_windows_and_frames_from_s3(tmp_path, s3, bucket, s3_endpoint):
+    dest = f"s3://{bucket}/cap"
+    base = datetime(2024, 5, 12, 4, 59, 59, tzinfo=UTC)
+    for variant in ("green", "blue"):
+        writer = CaptureWriter(config(dest, s3_endpoint, tmp_path, variant_name=variant))
+        for i in range(3):  # 04:59:59, 05:00:00, 05:00:01: two hour folders
+            record(writer, i, inference_time=base + timedelta(seconds=i))
+        writer.close()
+    s3.put_object(Bucket=bucket, Key="cap/taxi-prod/blue/2024/05/12/05/bad.jsonl",
+                  Body=b'{"captureData": \n')
+    aws = {"aws_region": "us-east-1", "aws_endpoint_url": s3_endpoint}
+    assert list_variants(dest, "taxi-prod", **aws) == ["blue", "green"]
+    assert list_variants(dest, "other", **aws) == []
+    hour = datetime(2024, 5, 12, 5, tzinfo=UTC)
+    assert len(list(iter_capture_files(dest, "taxi-prod", "blue", until=hour, **aws))) == 1
+    got = read_capture(dest, "taxi-prod", "green", since=hour, until=hour.replace(second=1),
+                       **aws)
+    assert [r["captureData"]["endpointInput"]["data"] for r in got] == ["1,1,2\n"]
+    frame, stats = read_capture_frame(dest, "taxi-prod", "blue", ["a", "b", "c"], **aws)
+    assert frame["a"].tolist() == [0, 1, 2] and frame["prediction"].tolist() == [0.5, 1.5, 2.5]
+    assert (stats.files, stats.records, dict(stats.malformed)) == (3, 3, {"invalid_json": 1})

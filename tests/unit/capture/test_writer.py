@@ -1,4 +1,4 @@
-"""Data capture on local folders: format, layout, concurrency, kills, rotation, readers."""
+"""The capture writer on local folders: format, layout, concurrency, forks, kills, rotation."""
 
 from __future__ import annotations
 
@@ -11,66 +11,21 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from mlops.errors import ConfigError, DataError
-from mlops.serving.capture import (
+from mlops.capture import (
     CaptureConfig,
     CaptureWriter,
-    capture_frame,
+    LocalFolderSink,
     decode_payload,
     iter_capture_files,
-    iter_ground_truth_files,
     read_capture,
-    read_ground_truth,
-    write_ground_truth,
 )
+from mlops.errors import ConfigError
 from tests.conftest import REPO, make_settings
-
-UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
-T0 = datetime(2024, 5, 12, 4, 18, 39, 123000, tzinfo=UTC)
-
-
-@pytest.fixture
-def writers() -> Iterator[list[CaptureWriter]]:
-    """Writers made by a test, closed at its end whatever happens."""
-    made: list[CaptureWriter] = []
-    yield made
-    for writer in made:
-        writer.close()
-
-
-def make_writer(writers: list[CaptureWriter], dest: Path | str, **kwargs: object) -> CaptureWriter:
-    values: dict[str, object] = {"destination": str(dest), "endpoint_name": "taxi-prod"}
-    values.update(kwargs)
-    writer = CaptureWriter(CaptureConfig(**values))  # type: ignore[arg-type]
-    writers.append(writer)
-    return writer
-
-
-def csv_request(writer: CaptureWriter, i: int = 0, **kwargs: object) -> str:
-    return writer.record(
-        input_body=f"{i},1,2.56\n".encode(),
-        input_content_type="text/csv",
-        output_body=f"{i}.5".encode(),
-        output_content_type="text/csv; charset=utf-8",
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
-def raw_lines(root: Path) -> list[bytes]:
-    lines: list[bytes] = []
-    for path in sorted(root.rglob("*.jsonl")):
-        data = path.read_bytes()
-        assert not data or data.endswith(b"\n"), f"{path} ends with a half line"
-        lines.extend(line for line in data.split(b"\n") if line)
-    return lines
-
+from tests.unit.capture.support import T0, UUID, csv_request, make_writer, raw_lines
 
 # ------------------------------------------------------------------ format and layout
 
@@ -351,7 +306,7 @@ def read_capture_file(path: str) -> list[dict]:
 CHILD = textwrap.dedent(
     """
     import signal, sys, time
-    from mlops.serving.capture import CaptureConfig, CaptureWriter
+    from mlops.capture import CaptureConfig, CaptureWriter
 
     dest, mode = sys.argv[1], sys.argv[2]
     if mode == "masked":  # the writer's thread inherits the mask: SIGTERM reaches main only
@@ -467,210 +422,65 @@ def test_rotation_by_interval_makes_new_files(tmp_path, writers):
     ]
 
 
-def test_hour_change_rotates_and_reader_reads_across_hours_in_order(tmp_path, writers):
-    blue = make_writer(writers, tmp_path, variant_name="blue", flush_interval_s=60)
-    green = make_writer(writers, tmp_path, variant_name="green", flush_interval_s=60)
-    base = datetime(2024, 12, 31, 22, 59, 58, tzinfo=UTC)
-    times = [base + timedelta(seconds=s) for s in (0, 1, 2, 3, 3602)]  # 3 hours, new year
-    for n, when in enumerate(times):
-        csv_request(blue, n, inference_time=when)
-        csv_request(green, 100 + n, inference_time=when.replace(tzinfo=None))  # naive = UTC
-    blue.close()
-    green.close()
-    rels = [Path(f).relative_to(tmp_path).as_posix() for f in iter_capture_files(str(tmp_path))]
-    folders = [r.rsplit("/", 1)[0].split("/", 2) for r in rels]  # endpoint, variant, hour
-    assert [hour for _, _, hour in folders] == [
-        "2024/12/31/22", "2024/12/31/22", "2024/12/31/23", "2024/12/31/23",
-        "2025/01/01/00", "2025/01/01/00",
-    ]
-    assert {variant for _, variant, _ in folders[:2]} == {"blue", "green"}
-    assert rels[0].rsplit("/", 1)[1].startswith("59-58-000-")
-    assert rels[2].rsplit("/", 1)[1].startswith("00-00-000-")
-    blue_times = [r["eventMetadata"]["inferenceTime"]
-                  for r in read_capture(str(tmp_path), "taxi-prod", "blue")]
-    assert blue_times == [
-        "2024-12-31T22:59:58Z", "2024-12-31T22:59:59Z", "2024-12-31T23:00:00Z",
-        "2024-12-31T23:00:01Z", "2025-01-01T00:00:00Z",
-    ]
-    since = datetime(2024, 12, 31, 23, 0, 1, tzinfo=UTC)
-    recent = list(read_capture(str(tmp_path), "taxi-prod", since=since))
-    assert [r["eventMetadata"]["inferenceTime"] for r in recent] == [
-        "2024-12-31T23:00:01Z", "2024-12-31T23:00:01Z",
-        "2025-01-01T00:00:00Z", "2025-01-01T00:00:00Z",
-    ]
-    assert len(list(iter_capture_files(str(tmp_path), since=since))) == 4
-    assert list(read_capture(str(tmp_path), "other-endpoint")) == []
-    assert list(read_capture(str(tmp_path / "nothing-yet"))) == []
+# ------------------------------------------------------------------ sinks
 
 
-def test_reader_skips_the_line_being_written_and_names_a_damaged_line(tmp_path, writers):
-    writer = make_writer(writers, tmp_path)
-    for i in range(3):
-        csv_request(writer, i)
+class MemorySink:
+    """A CaptureSink that keeps files in memory: the writer needs nothing else."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, bytes] = {}
+        self.finished: dict[str, bytes] = {}
+        self.delivered: list[str] = []
+        self.closes = 0
+
+    def append(self, rel: str, data: bytes) -> None:
+        assert data.endswith(b"\n")
+        self.open[rel] = self.open.get(rel, b"") + data
+
+    def finish(self, rel: str) -> None:
+        self.finished[rel] = self.open.pop(rel)
+
+    def deliver(self) -> bool:
+        self.delivered.extend(r for r in self.finished if r not in self.delivered)
+        return True
+
+    def close(self) -> bool:
+        self.closes += 1
+        return self.deliver()
+
+
+def test_the_writer_writes_through_any_sink(tmp_path):
+    sink = MemorySink()
+    config = CaptureConfig(str(tmp_path), "ep", "blue", flush_interval_s=0.01,
+                           rotate_interval_s=0.05)
+    writer = CaptureWriter(config, sink=sink)
+    assert writer.sink is sink
+    csv_request(writer, 1, inference_time=T0)
+    deadline = time.monotonic() + 10
+    while not sink.delivered and time.monotonic() < deadline:
+        time.sleep(0.01)  # flushed, rotated when idle, then delivered by the thread
+    csv_request(writer, 2, inference_time=T0)
     writer.close()
-    (path,) = list(iter_capture_files(str(tmp_path)))
-    with open(path, "ab") as handle:
-        handle.write(b'{"captureData": {"endpointIn')  # a writer in the middle of a line
-    assert len(list(read_capture(str(tmp_path)))) == 3
-    with open(path, "ab") as handle:
-        handle.write(b"\n")
-    with pytest.raises(DataError, match=rf"{re.escape(path)} line 4 is not valid JSON"):
-        list(read_capture(str(tmp_path)))
+    assert sink.closes == 1 and not sink.open and len(sink.finished) == 2
+    assert sink.delivered == list(sink.finished)
+    for rel, data in sink.finished.items():
+        assert re.fullmatch(rf"ep/blue/2024/05/12/04/18-39-123-{UUID}\.jsonl", rel)
+        assert json.loads(data)["eventMetadata"]["inferenceTime"] == "2024-05-12T04:18:39Z"
+    assert not list(tmp_path.iterdir())  # the destination is the sink's business
 
 
-def test_reader_while_a_writer_is_writing(tmp_path, writers):
-    writer = make_writer(writers, tmp_path, flush_interval_s=0.001, rotate_interval_s=0.02)
-    stop = threading.Event()
-
-    def produce() -> None:
-        i = 0
-        while not stop.is_set():
-            csv_request(writer, i)
-            i += 1
-
-    thread = threading.Thread(target=produce)
-    thread.start()
-    try:
-        counts = []
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            counts.append(sum(1 for _ in read_capture(str(tmp_path))))
-    finally:
-        stop.set()
-        thread.join()
-    writer.close()
-    assert counts == sorted(counts) and counts[-1] > 0
-    assert sum(1 for _ in read_capture(str(tmp_path))) == writer.records_written
-
-
-# ------------------------------------------------------------------ capture_frame
-
-FEATURES = ["distance", "passengers", "hour"]
-
-
-def capture_records(tmp_path: Path, writers: list[CaptureWriter],
-                    pairs: list[tuple[str, bytes, str, bytes]]) -> list[dict]:
-    writer = make_writer(writers, tmp_path)
-    for n, (in_type, in_body, out_type, out_body) in enumerate(pairs):
-        writer.record(input_body=in_body, input_content_type=in_type, output_body=out_body,
-                      output_content_type=out_type, inference_id=f"inf-{n}",
-                      inference_time=T0 + timedelta(seconds=n))
-    writer.close()
-    return list(read_capture(str(tmp_path)))
-
-
-def test_capture_frame_decodes_csv_and_json_inputs_and_outputs(tmp_path, writers):
-    records = capture_records(tmp_path, writers, [
-        ("text/csv", b"1.5,1,7\n2.5,2,8\n", "text/csv", b"10.1\n20.2\n"),
-        ("text/csv", b"hour,distance,passengers\n9,3.5,3\n", "text/csv", b"30.3"),
-        ("text/csv", b"4.5,4,10\n5.5,5,11", "text/csv", b"40.4,50.5"),
-        ("application/json", b'[{"distance": 6.5, "passengers": 6, "hour": 12}]',
-         "application/json", b'{"predictions": [60.6]}'),
-        ("application/json", b'{"instances": [[7.5, 7, 13], [8.5, 8, 14]]}',
-         "application/json", b'{"predictions": [{"score": 70.7}, {"score": 80.8}]}'),
-        ("application/json",
-         b'{"dataframe_split": {"columns": ["passengers", "distance", "hour"],'
-         b' "data": [[9, 9.5, 15]]}}',
-         "application/json", b"[90.9]"),
-        ("application/json", b'{"distance": 10.5, "passengers": 10, "hour": 16}',
-         "application/json", b"100.1"),
-        ("application/json", b'{"inputs": {"hour": [17], "passengers": [11], "distance": [11.5]}}',
-         "text/csv", b"110.1\n"),
-    ])
-    frame = capture_frame(records, FEATURES)
-    assert list(frame.columns) == [*FEATURES, "prediction", "event_id", "inference_id",
-                                   "inference_time"]
-    assert frame["distance"].tolist() == [1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5, 9.5, 10.5, 11.5]
-    assert frame["passengers"].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
-    assert frame["hour"].tolist() == [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]
-    assert frame["prediction"].tolist() == [
-        10.1, 20.2, 30.3, 40.4, 50.5, 60.6, 70.7, 80.8, 90.9, 100.1, 110.1
-    ]
-    assert pd.api.types.is_float_dtype(frame["distance"])
-    assert frame["inference_id"].tolist() == [
-        "inf-0", "inf-0", "inf-1", "inf-2", "inf-2", "inf-3", "inf-4", "inf-4", "inf-5", "inf-6",
-        "inf-7",
-    ]
-    assert frame["event_id"].iloc[0] == records[0]["eventMetadata"]["eventId"]
-    assert frame["event_id"].iloc[0] == frame["event_id"].iloc[1] != frame["event_id"].iloc[2]
-    assert frame["inference_time"].iloc[2] == pd.Timestamp("2024-05-12T04:18:40Z")
-
-
-def test_capture_frame_missing_values_and_errors(tmp_path, writers):
-    records = capture_records(tmp_path, writers, [
-        ("text/csv", b"1.5,,7\n", "text/csv", b"1"),
-        ("application/json", b'{"instances": [{"distance": 2.5, "hour": 8}]}',
-         "application/json", b'{"predictions": [2]}'),
-    ])
-    frame = capture_frame(records, FEATURES)
-    assert frame["passengers"].isna().tolist() == [True, True]
-    assert frame["distance"].tolist() == [1.5, 2.5]
-    empty = capture_frame([], FEATURES)
-    assert len(empty) == 0 and "prediction" in empty.columns
-
-    bad = capture_records(tmp_path / "bad", writers, [
-        ("text/csv", b"1,2\n", "text/csv", b"1"),
-    ])
-    with pytest.raises(DataError, match="has 2 values but there are 3 feature names"):
-        capture_frame(bad, FEATURES)
-    mismatch = capture_records(tmp_path / "mismatch", writers, [
-        ("text/csv", b"1,2,3\n4,5,6\n", "text/csv", b"1\n2\n3\n"),
-    ])
-    event = mismatch[0]["eventMetadata"]["eventId"]
-    with pytest.raises(DataError, match=f"'{event}' has 2 input rows but 3 predictions"):
-        capture_frame(mismatch, FEATURES)
-    binary = capture_records(tmp_path / "binary", writers, [
-        ("application/x-npy", b"\x93NUMPY", "text/csv", b"1"),
-    ])
-    with pytest.raises(DataError, match="only CSV and JSON inputs become table rows"):
-        capture_frame(binary, FEATURES)
-    with pytest.raises(DataError, match="empty or repeated"):
-        capture_frame(records, ["a", "a"])
-
-
-def test_decode_payload_errors():
-    with pytest.raises(DataError, match="not valid BASE64"):
-        decode_payload({"data": "!!!", "encoding": "BASE64"})
-    with pytest.raises(DataError, match="expected 'CSV', 'JSON' or 'BASE64'"):
-        decode_payload({"data": "x", "encoding": "UTF16"})
-    with pytest.raises(DataError, match="no 'data' string"):
-        decode_payload({"encoding": "CSV"})
-
-
-# ------------------------------------------------------------------ ground truth
-
-
-def test_ground_truth_format_layout_and_reading(tmp_path):
-    at = datetime(2024, 5, 12, 5, 30, tzinfo=UTC)
-    path = write_ground_truth(str(tmp_path), [("inf-1", "1"), ("inf-2", 0), ("ev-3", 12.5)],
-                              at=at)
-    rel = Path(path).relative_to(tmp_path).as_posix()
-    assert re.fullmatch(rf"groundtruth/2024/05/12/05/{UUID}\.jsonl", rel), rel
-    lines = Path(path).read_bytes().splitlines()
-    assert json.loads(lines[0]) == {
-        "groundTruthData": {"data": "1", "encoding": "CSV"},
-        "eventMetadata": {"eventId": "inf-1"},
-        "eventVersion": "0",
-    }
-    assert [json.loads(line)["groundTruthData"]["data"] for line in lines] == ["1", "0", "12.5"]
-    later = write_ground_truth(str(tmp_path), [("inf-4", '{"label": 1}')], encoding="JSON",
-                               at=at + timedelta(hours=1))
-    assert list(iter_ground_truth_files(str(tmp_path))) == [path, later]
-    labels = [(r["eventMetadata"]["eventId"], r["groundTruthData"]["data"])
-              for r in read_ground_truth(str(tmp_path))]
-    assert labels == [("inf-1", "1"), ("inf-2", "0"), ("ev-3", "12.5"), ("inf-4", '{"label": 1}')]
-    assert len(list(read_ground_truth(str(tmp_path), since=at + timedelta(hours=1)))) == 1
-    # capture readers do not mistake ground truth for capture files
-    assert list(iter_capture_files(str(tmp_path))) == []
-
-
-def test_ground_truth_errors(tmp_path):
-    with pytest.raises(DataError, match="no ground-truth labels"):
-        write_ground_truth(str(tmp_path), [])
-    with pytest.raises(DataError, match="item 2 has id ''"):
-        write_ground_truth(str(tmp_path), [("a", "1"), ("", "1")])
-    with pytest.raises(DataError, match="item 1 .* has label None"):
-        write_ground_truth(str(tmp_path), [("a", None)])  # type: ignore[list-item]
-    with pytest.raises(ConfigError, match="encoding 'XML'"):
-        write_ground_truth(str(tmp_path), [("a", "1")], encoding="XML")
-    assert list(tmp_path.rglob("*.jsonl")) == []
+def test_local_folder_sink_cuts_back_a_failed_write_and_removes_empty_files(tmp_path):
+    sink = LocalFolderSink(tmp_path)
+    sink.append("a/b.jsonl", b"1\n")
+    handle = sink._files["a/b.jsonl"]
+    os.close(handle.fd)
+    handle.fd = os.open(tmp_path / "a" / "b.jsonl", os.O_RDONLY)  # writes now fail
+    with pytest.raises(OSError):
+        sink.append("a/b.jsonl", b"2\n")
+    sink.finish("a/b.jsonl")
+    assert (tmp_path / "a" / "b.jsonl").read_bytes() == b"1\n"
+    sink.finish("never-written.jsonl")
+    assert sink.close() and sink.deliver()
+    with pytest.raises(ConfigError, match="cannot create the capture folder"):
+        LocalFolderSink(tmp_path / "a" / "b.jsonl" / "below-a-file")
