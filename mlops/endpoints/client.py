@@ -51,7 +51,7 @@ class InvokeResult:
 
     def predictions(self) -> list[float]:
         """Numeric predictions of a successful CSV or JSON answer."""
-        from mlops.endpoints.metrics import parse_predictions
+        from mlops.capture import parse_predictions
 
         return parse_predictions(self.body, self.content_type)
 

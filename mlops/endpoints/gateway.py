@@ -47,7 +47,8 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlops.endpoints.metrics import VariantMetrics, parse_predictions
+from mlops.capture import parse_predictions
+from mlops.endpoints.metrics import VariantMetrics
 from mlops.endpoints.minute_metrics import MinuteMetrics
 from mlops.endpoints.processes import (
     STOP_GRACE_S,

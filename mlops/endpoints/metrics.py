@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import deque
@@ -10,42 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MAX_EVENTS", "MAX_PREDICTIONS", "VariantMetrics", "parse_predictions"]
+__all__ = ["MAX_EVENTS", "MAX_PREDICTIONS", "VariantMetrics"]
 
 MAX_EVENTS = 100_000
 MAX_PREDICTIONS = 200_000
-
-
-def parse_predictions(body: bytes, content_type: str | None) -> list[float]:
-    """The numeric predictions of a model server's answer (CSV lines or JSON).
-
-    JSON answers are ``{"predictions": [...]}`` (or a bare list); CSV answers hold one
-    prediction per line (the first field when a line has several). Anything that is not a
-    number is skipped.
-    """
-    values: list[float] = []
-    if content_type and "json" in content_type:
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            return values
-        items = doc.get("predictions", []) if isinstance(doc, dict) else doc
-        if not isinstance(items, list):
-            return values
-        for item in items:
-            if isinstance(item, list) and len(item) == 1:
-                item = item[0]
-            if isinstance(item, int | float) and not isinstance(item, bool):
-                values.append(float(item))
-        return values
-    for line in body.decode(errors="replace").splitlines():
-        first = line.split(",", 1)[0].strip()
-        if first:
-            try:
-                values.append(float(first))
-            except ValueError:
-                continue
-    return values
 
 
 def _percentile(ordered: list[float], q: float) -> float:

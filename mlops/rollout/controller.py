@@ -175,7 +175,7 @@ class _Run:
         if result.status != 200:
             problem = f"HTTP {result.status}: {result.body[:300].decode('utf-8', 'replace')}"
         else:
-            values = _parse_csv_predictions(result.body)
+            values = result.predictions()
             if len(values) != self.smoke_rows:
                 problem = f"{len(values)} predictions for {self.smoke_rows} rows"
             elif not all(math.isfinite(v) for v in values):
@@ -294,19 +294,6 @@ class _Run:
         except EndpointError as exc:  # green never got created
             step.detail = f"green not removed: {exc}"
         step.ended_at = time.time()
-
-
-def _parse_csv_predictions(body: bytes) -> list[float]:
-    values = []
-    for line in body.decode("utf-8", "replace").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            values.append(float(line.split(",")[0]))
-        except ValueError:
-            values.append(math.nan)
-    return values
 
 
 def run_rollout(

@@ -93,11 +93,8 @@ def probe_endpoint(
         if result.status != 200:
             errors.append(f"request {index}: HTTP {result.status} {text[:200]}")
         else:
-            try:
-                ok = math.isfinite(float(text))
-            except ValueError:
-                ok = False
-            if ok:
+            values = result.predictions()
+            if len(values) == 1 and math.isfinite(values[0]):
                 successes += 1
             else:
                 errors.append(f"request {index}: answer {text[:100]!r} is not one number")

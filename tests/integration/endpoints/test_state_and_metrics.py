@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pytest
 
-from mlops.endpoints.metrics import VariantMetrics, parse_predictions
+from mlops.endpoints.metrics import VariantMetrics
 from mlops.endpoints.state import (
     EndpointState,
     VariantState,
@@ -54,15 +53,6 @@ def test_load_errors(tmp_path: Path) -> None:
     state_path(tmp_path, "other").write_text("{not json")
     with pytest.raises(EndpointError, match="not valid.*mlops endpoint delete other"):
         load_state(tmp_path, "other")
-
-
-def test_parse_predictions() -> None:
-    assert parse_predictions(b"1.5\n2\n\n-3e2\n", "text/csv; charset=utf-8") == [1.5, 2.0, -300.0]
-    assert parse_predictions(b"0.2,0.8\nx\n", "text/csv") == [0.2]
-    doc = {"predictions": [1, [2.5], "a", None, True, [1, 2]]}
-    assert parse_predictions(json.dumps(doc).encode(), "application/json") == [1.0, 2.5]
-    assert parse_predictions(b"[4, 5]", "application/json") == [4.0, 5.0]
-    assert parse_predictions(b"{broken", "application/json") == []
 
 
 def test_metrics_window_and_counts() -> None:
