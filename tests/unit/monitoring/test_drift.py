@@ -167,6 +167,18 @@ def test_drift_share_and_constant_reference_std_floor() -> None:
     assert not stricter.drifted
 
 
+def test_z_test_with_a_value_only_in_current() -> None:
+    rng = np.random.default_rng(13)
+    reference = pd.DataFrame({"num": np.zeros(300), "cat": ["a"] * 300})
+    current = pd.DataFrame(
+        {"num": rng.choice([0.0, 1.0], 200, p=[0.97, 0.03]), "cat": rng.choice(["a", "b"], 200)}
+    )
+    result = detect_drift(reference, current, numerical=["num"], categorical=["cat"])
+    _assert_same(result, _evidently(reference, current, ["num"], ["cat"]))
+    assert {c.method for c in result.columns.values()} == {"z"}
+    assert {c.n_unique for c in result.columns.values()} == {2}
+
+
 def test_inferred_types_match_evidently() -> None:
     rng = np.random.default_rng(11)
 
