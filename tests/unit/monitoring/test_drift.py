@@ -179,6 +179,34 @@ def test_z_test_with_a_value_only_in_current() -> None:
     assert {c.n_unique for c in result.columns.values()} == {2}
 
 
+@pytest.mark.parametrize("n_ref", [500, 1500])
+def test_pandas_extension_dtypes_match_evidently(n_ref: int) -> None:
+    """category (with an unused category "q"), nullable Int64/Float64 with <NA>, string dtype."""
+    rng = np.random.default_rng(n_ref)
+
+    def frame(n: int, cats: list[str], low: int, shift: float) -> pd.DataFrame:
+        missing = rng.random(n) < 0.1
+        return pd.DataFrame(
+            {
+                "category": pd.Categorical(rng.choice(cats, n), categories=[*"abczq"]),
+                "nullable_int": pd.array(
+                    np.where(missing, None, rng.integers(low, 50, n)), dtype="Int64"
+                ),
+                "nullable_float": pd.array(
+                    np.where(missing, None, rng.normal(shift, 1, n)), dtype="Float64"
+                ),
+                "string": pd.array(rng.choice(cats, n), dtype="string"),
+            }
+        )
+
+    reference = frame(n_ref, ["a", "b", "c"], 0, 0.0)
+    current = frame(700, ["a", "b", "z"], 5, 0.2)
+    numerical, categorical = ["nullable_int", "nullable_float"], ["category", "string"]
+    result = detect_drift(reference, current, numerical=numerical, categorical=categorical)
+    _assert_same(result, _evidently(reference, current, numerical, categorical))
+    assert result.columns["category"].n_unique == 4  # the unused category does not count
+
+
 def test_inferred_types_match_evidently() -> None:
     rng = np.random.default_rng(11)
 
