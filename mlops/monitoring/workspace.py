@@ -2,15 +2,21 @@
 
 :func:`add_to_workspace` stores a run's :class:`~mlops.monitoring.report.EvidentlyReport`
 snapshot in the model's project (created, with its dashboard, on first use; found by name
-afterwards). Numbers that are not part of the drift preset — accuracy, request count, 4xx/5xx
-rates, any other per-run figure — travel in the same snapshot as Evidently ``MeanValue``
-metrics of a one-row table (column ``mlops.<name>``), so the Evidently UI plots them like its
-own metrics. ``make monitor-ui`` (``evidently ui --workspace .mlops/evidently``) shows every
-model's project.
+afterwards). Numbers that are not part of the drift preset — accuracy, request counts, 4xx/5xx
+rates, latency, any other per-run figure — travel in the same snapshot as Evidently
+``MeanValue`` metrics of a one-row table (column ``mlops.<name>``), so the Evidently UI plots
+them like its own metrics. ``make monitor-ui`` (``evidently ui --workspace .mlops/evidently``)
+shows every model's project.
 
-The dashboard (tab "Monitoring"): share of drifted columns over time, the drift score of each
-column over time, requests, 4xx and 5xx rates, and one panel per other extra number (e.g.
-accuracy), added the first time that number arrives.
+The dashboard (tab "Monitoring") starts with the drift panels: drifted columns and their share
+in the last run, the share of drifted columns over time, and the drift score of each column
+over time. Each extra number joins a panel the first time it arrives, by its name:
+
+- ``requests`` / ``requests_<variant>`` → "Requests";
+- names containing ``4xx`` or ``5xx`` (``error_rate_4xx``, ``rate_5xx_<variant>``) → "Error rates";
+- names starting with ``latency`` → "Latency";
+- ``accuracy`` / ``accuracy_<metric>`` → a panel of its own, "Accuracy" / "Accuracy: <metric>";
+- anything else → a panel of its own named after it.
 
 Not safe for two processes creating the same model's project at the same moment.
 """
@@ -29,31 +35,37 @@ from mlops.errors import DataError
 from mlops.monitoring.report import EvidentlyReport, _evidently, _quiet
 
 __all__ = [
-    "ACCURACY",
     "DASHBOARD_TAB",
-    "ERROR_RATE_4XX",
-    "ERROR_RATE_5XX",
     "EXTRA_PREFIX",
-    "REQUESTS",
     "add_to_workspace",
     "extra_column",
+    "extra_panel_title",
 ]
 
-#: Extra numbers the dashboard knows by name.
-ACCURACY = "accuracy"
-REQUESTS = "requests"
-ERROR_RATE_4XX = "error_rate_4xx"
-ERROR_RATE_5XX = "error_rate_5xx"
 #: Extras are stored as ``MeanValue`` of the column ``EXTRA_PREFIX + name``.
 EXTRA_PREFIX = "mlops."
 DASHBOARD_TAB = "Monitoring"
 SNAPSHOT_TAG = "mlops-monitoring"
-_BUILTIN_PANEL_EXTRAS = {REQUESTS, ERROR_RATE_4XX, ERROR_RATE_5XX}
 
 
 def extra_column(name: str) -> str:
     """The column (``MeanValue`` label) an extra number is stored under."""
     return EXTRA_PREFIX + name
+
+
+def extra_panel_title(name: str) -> str:
+    """The dashboard panel an extra number is plotted in (see the module docstring)."""
+    if name == "requests" or name.startswith("requests_"):
+        return "Requests"
+    if "4xx" in name or "5xx" in name:
+        return "Error rates"
+    if name.startswith("latency"):
+        return "Latency"
+    if name == "accuracy":
+        return "Accuracy"
+    if name.startswith("accuracy_"):
+        return f"Accuracy: {name.removeprefix('accuracy_')}"
+    return name
 
 
 def _clean_extra(extra: Mapping[str, Any] | None) -> dict[str, float]:
@@ -81,42 +93,31 @@ def _panel_metric(metric: str, **kwargs: Any) -> Any:
     return PanelMetric(metric=f"evidently:metric_v2:{metric}", **kwargs)
 
 
-def _extra_panel_title(name: str) -> str:
-    return f"Model quality: {name}"
-
-
-def _base_panels() -> list[Any]:
+def _drift_panels() -> list[Any]:
     from evidently.sdk.panels import counter_panel, line_plot_panel
+
+    def drifted(value_type: str, legend: str) -> Any:
+        return _panel_metric(
+            "DriftedColumnsCount", legend=legend, metric_labels={"value_type": value_type}
+        )
 
     return [
         counter_panel(
             title="Drifted columns (last run)",
-            values=[
-                _panel_metric(
-                    "DriftedColumnsCount", legend="columns", metric_labels={"value_type": "count"}
-                )
-            ],
+            values=[drifted("count", "columns")],
             size="half",
             aggregation="last",
         ),
         counter_panel(
-            title="Requests (all runs)",
-            values=[
-                _panel_metric(
-                    "MeanValue", legend="requests", metric_labels={"column": extra_column(REQUESTS)}
-                )
-            ],
+            title="Share of drifted columns (last run)",
+            values=[drifted("share", "share")],
             size="half",
-            aggregation="sum",
+            aggregation="last",
         ),
         line_plot_panel(
             title="Share of drifted columns",
             description="Dataset drift when the share reaches the preset's drift_share",
-            values=[
-                _panel_metric(
-                    "DriftedColumnsCount", legend="share", metric_labels={"value_type": "share"}
-                )
-            ],
+            values=[drifted("share", "share")],
             size="full",
         ),
         line_plot_panel(
@@ -125,31 +126,6 @@ def _base_panels() -> list[Any]:
             "(wasserstein, jensenshannon: drift when high)",
             values=[_panel_metric("ValueDrift", legend="{{column}}")],
             size="full",
-        ),
-        line_plot_panel(
-            title="Requests",
-            values=[
-                _panel_metric(
-                    "MeanValue", legend="requests", metric_labels={"column": extra_column(REQUESTS)}
-                )
-            ],
-            size="half",
-        ),
-        line_plot_panel(
-            title="Error rates",
-            values=[
-                _panel_metric(
-                    "MeanValue",
-                    legend="4xx rate",
-                    metric_labels={"column": extra_column(ERROR_RATE_4XX)},
-                ),
-                _panel_metric(
-                    "MeanValue",
-                    legend="5xx rate",
-                    metric_labels={"column": extra_column(ERROR_RATE_5XX)},
-                ),
-            ],
-            size="half",
         ),
     ]
 
@@ -163,30 +139,39 @@ def _project(workspace: Any, model_name: str) -> Any:
             model_name, description=f"mlops monitoring of the model {model_name!r}"
         )
     if not project.dashboard.model().panels:
-        for panel in _base_panels():
+        for panel in _drift_panels():
             project.dashboard.add_panel(panel, tab=DASHBOARD_TAB)
     return project
 
 
-def _add_extra_panels(project: Any, names: list[str]) -> None:
+def _add_extra_panels(workspace: Any, project: Any, names: list[str]) -> None:
+    """Put each extra into its panel, creating the panel or adding the series when new."""
+    from evidently.sdk.models import DashboardTabModel
     from evidently.sdk.panels import line_plot_panel
 
-    titles = {panel.title for panel in project.dashboard.model().panels}
+    dashboard = workspace.get_dashboard(project.id)
+    tab = next((t for t in dashboard.tabs if t.title == DASHBOARD_TAB), None)
+    if tab is None:
+        tab = DashboardTabModel(title=DASHBOARD_TAB, panels=[])
+        dashboard.tabs.append(tab)
+    panels = {panel.title: panel for panel in dashboard.panels}
+    changed = False
     for name in names:
-        if name in _BUILTIN_PANEL_EXTRAS or _extra_panel_title(name) in titles:
-            continue
-        project.dashboard.add_panel(
-            line_plot_panel(
-                title=_extra_panel_title(name),
-                values=[
-                    _panel_metric(
-                        "MeanValue", legend=name, metric_labels={"column": extra_column(name)}
-                    )
-                ],
-                size="half",
-            ),
-            tab=DASHBOARD_TAB,
-        )
+        title, column = extra_panel_title(name), extra_column(name)
+        panel = panels.get(title)
+        if panel is None:
+            panel = line_plot_panel(title=title, values=[], size="half")
+            dashboard.panels.append(panel)
+            tab.panels.append(panel.id)
+            panels[title] = panel
+            changed = True
+        if all(value.metric_labels.get("column") != column for value in panel.values):
+            panel.values.append(
+                _panel_metric("MeanValue", legend=name, metric_labels={"column": column})
+            )
+            changed = True
+    if changed:
+        workspace.save_dashboard(project.id, dashboard)
 
 
 def _extra_snapshot_model(values: dict[str, float]) -> Any:
@@ -224,8 +209,9 @@ def add_to_workspace(
         workspace_dir: the local workspace folder (created when missing).
         model_name: the project's name; the project and its dashboard are created on first use.
         report: the run's report (:func:`~mlops.monitoring.report.build_report`).
-        extra: more numbers of this run, e.g. ``{"accuracy": 0.93, "requests": 1200,
-            "error_rate_4xx": 0.01, "error_rate_5xx": 0.0}``; ``None``/NaN values are left out.
+        extra: more numbers of this run, e.g. ``{"accuracy": 0.93, "requests_blue": 1200,
+            "rate_4xx_blue": 0.01, "rate_5xx_blue": 0.0}``; ``None``/NaN values are left out.
+            The name picks the dashboard panel (:func:`extra_panel_title`).
         timestamp: the run's time on the dashboard's time axis (default: the report's time).
 
     Raises:
@@ -265,6 +251,6 @@ def add_to_workspace(
         )
         workspace = Workspace(str(workspace_dir))
         project = _project(workspace, model_name)
-        _add_extra_panels(project, list(values))
+        _add_extra_panels(workspace, project, list(values))
         ref = workspace.add_run(project.id, Snapshot.load_model(model))
     return str(ref.id)

@@ -19,7 +19,7 @@ import pytest
 
 from mlops.errors import DataError
 from mlops.monitoring.report import EvidentlyReport, build_report
-from mlops.monitoring.workspace import add_to_workspace, extra_column
+from mlops.monitoring.workspace import add_to_workspace, extra_column, extra_panel_title
 
 pytest.importorskip("evidently")
 
@@ -46,9 +46,9 @@ def reports() -> list[EvidentlyReport]:
 def _fill(workspace_dir: Path, reports: list[EvidentlyReport]) -> dict[str, list[str]]:
     ids: dict[str, list[str]] = {"taxi": [], "mammo": []}
     runs = [
-        ("taxi", reports[0], {"accuracy": 0.91, "requests": 120, "error_rate_4xx": 0.02}),
-        ("taxi", reports[1], {"accuracy": 0.84, "requests": 80, "error_rate_5xx": 0.05}),
-        ("mammo", reports[2], {"requests": 7, "rmse": 1.5, "accuracy": float("nan")}),
+        ("taxi", reports[0], {"accuracy": 0.91, "requests_blue": 120, "rate_4xx_blue": 0.02}),
+        ("taxi", reports[1], {"accuracy": 0.84, "requests_blue": 80, "requests_green": 9}),
+        ("mammo", reports[2], {"requests": 7, "accuracy_rmse": 1.5, "accuracy": float("nan")}),
     ]
     for hour, (model, report, extra) in enumerate(runs):
         ids[model].append(
@@ -69,15 +69,22 @@ def test_projects_dashboard_and_extras(tmp_path: Path, reports: list[EvidentlyRe
     assert {str(s) for s in workspace.list_runs(projects["taxi"].id)} == set(ids["taxi"])
     assert {str(s) for s in workspace.list_runs(projects["mammo"].id)} == set(ids["mammo"])
 
-    taxi_panels = [p.title for p in projects["taxi"].dashboard.model().panels]
-    assert len(taxi_panels) == len(set(taxi_panels))  # made once, not once per run
-    assert {"Share of drifted columns", "Drift score per column", "Requests", "Error rates"} <= (
-        set(taxi_panels)
-    )
-    assert "Model quality: accuracy" in taxi_panels
-    mammo_panels = {p.title for p in projects["mammo"].dashboard.model().panels}
-    assert "Model quality: rmse" in mammo_panels
-    assert "Model quality: accuracy" not in mammo_panels  # NaN: not known for that run
+    taxi = {p.title: p for p in projects["taxi"].dashboard.model().panels}
+    assert len(taxi) == len(projects["taxi"].dashboard.model().panels)  # no panel twice
+    assert set(taxi) == {
+        "Drifted columns (last run)",
+        "Share of drifted columns (last run)",
+        "Share of drifted columns",
+        "Drift score per column",
+        "Accuracy",
+        "Requests",
+        "Error rates",
+    }
+    # one series per variant in the shared panel, added when the variant first shows up
+    assert [v.legend for v in taxi["Requests"].values] == ["requests_blue", "requests_green"]
+    mammo = {p.title for p in projects["mammo"].dashboard.model().panels}
+    assert {"Requests", "Accuracy: rmse"} <= mammo
+    assert "Accuracy" not in mammo  # NaN: not known for that run
 
     stored = workspace.get_run(projects["taxi"].id, ids["taxi"][1])
     assert stored.timestamp == T0 + timedelta(hours=1)
@@ -88,9 +95,19 @@ def test_projects_dashboard_and_extras(tmp_path: Path, reports: list[EvidentlyRe
         if r.metric_value_location.metric.params["type"].endswith(":MeanValue")
     }
     assert means[extra_column("accuracy")] == 0.84
-    assert means[extra_column("error_rate_5xx")] == 0.05
+    assert means[extra_column("requests_green")] == 9.0
     # the report object itself is not changed by the extras
     assert extra_column("accuracy") not in json.dumps(reports[1].to_dict())
+
+
+def test_extra_panel_titles() -> None:
+    assert extra_panel_title("requests") == extra_panel_title("requests_green") == "Requests"
+    assert (
+        extra_panel_title("rate_4xx_blue") == extra_panel_title("error_rate_5xx") == ("Error rates")
+    )
+    assert extra_panel_title("latency_p99_blue") == "Latency"
+    assert extra_panel_title("accuracy_rmse") == "Accuracy: rmse"
+    assert extra_panel_title("rows") == "rows"
 
 
 def test_bad_extra_and_model_name(tmp_path: Path, reports: list[EvidentlyReport]) -> None:
@@ -172,6 +189,8 @@ def test_evidently_ui_serves_the_projects(tmp_path: Path, reports: list[Evidentl
         assert {s["params"]["column"] for s in per_column} == {"fare", "zone"}
         (requests,) = _series(base, by_name["mammo"], "MeanValue", {"column": "mlops.requests"})
         assert requests["values"] == [7.0]
+        (blue,) = _series(base, taxi, "MeanValue", {"column": extra_column("requests_blue")})
+        assert blue["values"] == [120.0, 80.0]
 
         # the snapshot page carries the report's header
         widgets = _get(f"{base}/api/projects/{taxi}/{ids['taxi'][0]}/data")
