@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mlops.errors import ConfigError, MlopsError
@@ -41,12 +42,16 @@ def _register_subcommands() -> None:
     from flows.cli_batch import batch
     from flows.cli_deploy import deploy, probe
     from flows.cli_endpoints import endpoint_app
+    from flows.cli_monitor import ground_truth_app, monitor, status
     from flows.cli_serving import serve
 
     app.command()(serve)
     app.command()(deploy)
     app.command()(probe)
     app.add_typer(endpoint_app, name="endpoint")
+    app.command()(monitor)
+    app.command()(status)
+    app.add_typer(ground_truth_app, name="ground-truth")
     app.command()(batch)
 
 
@@ -213,6 +218,12 @@ def _print_ui_commands(settings: Settings) -> None:
         out.print(
             f"  Prefect UI: {prefix}{bin_dir / 'prefect'} server start   → http://127.0.0.1:4200"
         )
+    workspace = settings.evidently_workspace
+    if workspace.is_dir():
+        out.print(
+            f"  Evidently:  {bin_dir / 'evidently'} ui --workspace {workspace} --port 8000"
+            "   → http://127.0.0.1:8000 (or `make monitor-ui`)"
+        )
 
 
 def _precheck(model_name: str, dataset: str | None) -> None:
@@ -265,43 +276,33 @@ def train(
 def demo(
     rows: Annotated[int, typer.Option(help="taxi trips to generate")] = 20_000,
     deploy: Annotated[
-        bool, typer.Option(help="after training: deploy, canary a second version, monitor")
+        bool,
+        typer.Option(help="after training: deploy, monitor, retrain on drift, canary the new one"),
     ] = True,
     keep_endpoints: Annotated[
         bool, typer.Option(help="leave the demo's endpoints running at the end")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Train the built-in taxi problem, deploy it, canary a second version, show where to look."""
+    """The whole loop on the built-in taxi problem: train, deploy, monitor, retrain, canary."""
     settings = _settings()
     out.print(
         f"[bold]mlops demo[/]: NYC green-taxi fares, {rows} trips, backend "
-        f"{settings.backend}, MLflow store {settings.effective_tracking_uri}"
+        f"{settings.backend}, MLflow store {escape(settings.effective_tracking_uri)}"
     )
-    result = _run_training(settings, verbose, model_name="taxi", dataset="taxi", rows=rows)
-    _print_result(result, settings, show_ui=not deploy)
+
+    def train_first() -> str:
+        result = _run_training(settings, verbose, model_name="taxi", dataset="taxi", rows=rows)
+        _print_result(result, settings, show_ui=not deploy)
+        return result.registered.version
+
     if not deploy:
+        train_first()
         return
-    from flows.cli_deploy import run_demo_deployment
+    from flows.cli_demo import run_demo
 
-    def train_second() -> str:
-        second = _run_training(
-            settings,
-            verbose,
-            model_name="taxi",
-            dataset="taxi",
-            rows=rows,
-            hyperparameters={"max_depth": 8},
-        )
-        out.print(f"registered taxi v{second.registered.version} ({second.registered.approval})")
-        return second.registered.version
-
-    run_demo_deployment(
-        settings,
-        verbose,
-        first_version=result.registered.version,
-        train_second=train_second,
-        keep_endpoints=keep_endpoints,
+    run_demo(
+        settings, rows=rows, verbose=verbose, keep_endpoints=keep_endpoints, train_first=train_first
     )
     _print_ui_commands(settings)
 

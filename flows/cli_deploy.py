@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
     from mlops.rollout import RolloutResult
     from mlops.settings import Settings
 
-__all__ = ["deploy", "probe", "run_demo_deployment", "show_rollout"]
+__all__ = ["deploy", "echo_progress", "probe", "run_first_deployment", "show_rollout"]
 
 out = Console()
 err = Console(stderr=True)
@@ -35,7 +34,7 @@ class _Echo(logging.Handler):
 
 
 @contextmanager
-def _echo_progress(verbose: bool) -> Iterator[None]:
+def echo_progress(verbose: bool) -> Iterator[None]:
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     loggers = [logging.getLogger(n) for n in ("mlops.stages", "mlops.rollout")]
@@ -75,7 +74,7 @@ def show_rollout(result: RolloutResult | None, settings: Settings) -> None:
 def _run_deployment(settings: Settings, verbose: bool, **params: Any) -> RolloutResult | None:
     from flows.deployment import deployment_pipeline
 
-    with _echo_progress(verbose):
+    with echo_progress(verbose):
         return deployment_pipeline(settings=settings, **params)
 
 
@@ -150,89 +149,33 @@ def probe(
         raise typer.Exit(2)
 
 
-def run_demo_deployment(
-    settings: Settings,
-    verbose: bool,
-    *,
-    first_version: str,
-    train_second: Any,
-    keep_endpoints: bool,
-) -> None:
-    """The demo after training: ship v1, train v2, canary v2 onto prod under live traffic."""
-    from mlops.endpoints.client import EndpointClient
-    from mlops.endpoints.manager import (
-        describe_endpoint,
-        list_endpoints,
-        start_endpoint,
-        stop_endpoint,
-    )
+def run_first_deployment(settings: Settings, verbose: bool, *, first_version: str) -> None:
+    """Ship v1 as the demo's first champion: dev → evaluation → approval → prod.
+
+    An earlier demo's champion is kept: the demo then goes on from there.
+    """
     from mlops.registry import get_alias_version
-    from mlops.rollout.traffic import TrafficGenerator
-    from mlops.stages.deploy import endpoint_name, reference_rows
     from mlops.tracking import ALIAS_CHAMPION, connect
 
     champion = get_alias_version(connect(settings), "taxi", ALIAS_CHAMPION)
-    if champion is not None:  # an earlier demo already shipped one: go on from there
+    if champion is not None:
         out.print(
             f"\n[bold]taxi v{champion.version} is already champion[/] from an earlier run; "
             "skipping the first deployment"
         )
-    else:
-        out.print(
-            f"\n[bold]Deploy v{first_version}[/]: dev endpoint → evaluation through it → "
-            "approval (demo mode approves automatically) → prod endpoint"
-        )
-        first = _run_deployment(
-            settings,
-            verbose,
-            model_name="taxi",
-            version=first_version,
-            auto_approve=True,
-            wait_interval_s=8,
-            termination_wait_s=2,
-        )
-        show_rollout(first, settings)
-    out.print("\n[bold]Train a second version[/] (deeper trees) to roll out as a canary")
-    second_version = train_second()
-    prod = endpoint_name(settings, "taxi", "prod")
-    if describe_endpoint(settings, prod).status == "OutOfService":  # stopped by an earlier demo
-        start_endpoint(settings, prod)
-    body, _ = reference_rows(settings, "taxi", second_version, 200)
-    rows = [line + b"\n" for line in body.splitlines()]
+        return
     out.print(
-        f"\n[bold]Deploy v{second_version}[/]: canary 10% on {prod} with a short bake, while "
-        "live traffic (30 requests/s) flows through the endpoint"
+        f"\n[bold]Deploy v{first_version}[/]: dev endpoint → evaluation through it → "
+        "approval (the first version is approved automatically, and says so) → prod endpoint"
     )
-    with TrafficGenerator(EndpointClient.for_endpoint(settings, prod), rows, rate=30) as traffic:
-        second = _run_deployment(
-            settings,
-            verbose,
-            model_name="taxi",
-            version=second_version,
-            auto_approve=True,
-            traffic_routing="CANARY",
-            canary_size=10,
-            wait_interval_s=8,
-            termination_wait_s=2,
-        )
-        time.sleep(0.5)
-    show_rollout(second, settings)
-    counts = ", ".join(
-        f"{variant}: {sum(c.values())} ({c.get(200, 0)} ok)"
-        for variant, c in sorted(traffic.statuses.items())
+    first = _run_deployment(
+        settings,
+        verbose,
+        model_name="taxi",
+        version=first_version,
+        auto_approve=True,
+        wait_interval_s=8,
+        termination_wait_s=2,
     )
-    out.print(f"live traffic answered during the rollout by variant: {counts}")
-    capture = settings.capture_destination
-    out.print(
-        f"captured requests (SageMaker JSON lines): {capture}/{prod}/<variant>/yyyy/mm/dd/hh/"
-    )
-    if keep_endpoints:
-        for state in list_endpoints(settings):
-            out.print(f"endpoint {state.name}: http://127.0.0.1:{state.port}/invocations")
-    else:
-        for state in list_endpoints(settings):
-            stop_endpoint(settings, state.name)
-        out.print(
-            "endpoints stopped (state kept): `mlops endpoint start taxi-prod` serves again, "
-            "`mlops endpoint list` shows them"
-        )
+    show_rollout(first, settings)
+

@@ -287,7 +287,16 @@ def _monitor_version(
         artifacts["challenger.json"] = challenger
 
     evidently = _evidently(
-        settings, model_name, version, reference, live, numerical, categorical, window, report
+        settings,
+        model_name,
+        version,
+        reference,
+        live,
+        numerical,
+        categorical,
+        window,
+        report,
+        drift,
     )
     report.status, report.reason = _verdict(report, drift)
     report.run_id = log_version_run(
@@ -392,8 +401,14 @@ def _detect(
 ) -> Any:
     from mlops.monitoring.drift import detect_drift
 
+    # a feature empty in the whole window is skipped (and listed), not a crash of the monitor
     return detect_drift(
-        reference, live, numerical=numerical, categorical=categorical, drift_share=drift_share
+        reference,
+        live,
+        numerical=numerical,
+        categorical=categorical,
+        drift_share=drift_share,
+        on_empty="skip",
     )
 
 
@@ -545,6 +560,7 @@ def _evidently(
     categorical: list[str],
     window: Window,
     report: VersionReport,
+    drift: Any,
 ) -> Any:
     """The Evidently report (on a sample) and its snapshot in the local workspace."""
     from mlops.monitoring.report import build_report
@@ -558,6 +574,9 @@ def _evidently(
         sample_rows=settings.monitoring.report_sample_rows,
         seed=settings.seed,
         title_context=f"{model_name} v{version} on {report.endpoint}, {window.label()}",
+        drift_share=settings.monitoring.drift_share,
+        drift=drift,
+        timestamp=window.end,
     )
     extra = {"rows": float(report.rows), "drift_share": float(report.drift_share or 0.0)}
     extra.update({f"accuracy_{k}": v for k, v in report.accuracy.items()})

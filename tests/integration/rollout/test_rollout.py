@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from flows.traffic import TrafficGenerator
 from mlops.endpoints.client import EndpointClient
 from mlops.endpoints.manager import delete_endpoint, describe_endpoint, list_endpoints
 from mlops.errors import ApprovalError
 from mlops.registry import approve, get_alias_version
 from mlops.rollout import BlueGreenPolicy
-from mlops.rollout.traffic import TrafficGenerator
 from mlops.settings import Settings
 from mlops.stages.deploy import deploy_prod, endpoint_name, reference_rows
 from mlops.stages.pipeline import run_training_pipeline
