@@ -38,6 +38,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/drift.py
+	$(BIN)/python benchmarks/capture_frame.py
+	$(BIN)/python benchmarks/monitor.py
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.mlops/mlflow.db --port 5000
