@@ -1,9 +1,12 @@
-"""The retraining deployment of prefect.yaml, triggered by real events on a real server.
+"""The retraining deployment of prefect.yaml, triggered by the monitoring flow on a real server.
 
 `prefect deploy` creates the deployment and its automations from prefect.yaml's
-`triggers:`; a process worker runs what they start. Drift for a model → exactly one
-retraining run → a new registered version; an unrelated event → no run; new data inside
-the cooldown → a run that skips training and registers nothing.
+`triggers:`; a process worker runs what they start. The drift events come from the real
+``monitoring`` flow over captured traffic (SageMaker's capture format, variant ``v1``):
+unshifted traffic → no event, no run; shifted traffic → exactly one drift event → exactly one
+retraining run → a new registered version; shifted traffic again, inside the trigger's
+``within`` and the cooldown → a second drift event that starts nothing; new data inside the
+cooldown → a run that skips training and registers nothing.
 """
 
 from __future__ import annotations
@@ -14,21 +17,29 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 import yaml
 
 from flows.events import emit_model_event
+from flows.monitoring import monitoring
+from mlops.stages.deploy import endpoint_name
 from mlops.stages.pipeline import run_training_pipeline
-from mlops.tracking import Events, Tags, connect
+from mlops.tracking import Events, Tags, connect, model_resource_id
+from tests.capture_helpers import predict, taxi_rows, write_capture
 from tests.conftest import REPO, make_settings
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 POOL = "mlops-retraining-e2e"
 MODEL = "taxi-retrain"
+T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # captured: normal 10:00, shifted 10:30 and 11:00
+WINDOW = timedelta(minutes=10)  # 600 requests, one a second
+QUIET_S = 15  # how long "nothing happens" is watched for
 T = TypeVar("T")
 
 
@@ -42,6 +53,17 @@ def _poll(what: str, check: Callable[[], T | None], timeout: float, every: float
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} within {timeout:.0f} s")
         time.sleep(every)
+
+
+def _stays_quiet(what: str, check: Callable[[], list[Any]], seconds: float) -> None:
+    """``check()`` keeps returning nothing for ``seconds``; fail at once when it does not."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = check()
+        assert not found, f"{what}: {found}"
+        if time.monotonic() > deadline:
+            return
+        time.sleep(1.0)
 
 
 def _prefect(*args: str, env: dict[str, str], timeout: int = 300) -> str:
@@ -138,6 +160,24 @@ def _runs(deployment_id: uuid.UUID) -> list[Any]:
         )
 
 
+def _drift_events(api_url: str, since: datetime) -> list[dict[str, Any]]:
+    """The ``mlops.drift.detected`` events about MODEL that reached the server since ``since``."""
+    page = httpx.post(
+        f"{api_url}/events/filter",
+        json={
+            "filter": {
+                "event": {"name": [Events.DRIFT_DETECTED]},
+                "any_resource": {"id": [model_resource_id(MODEL)]},
+                "occurred": {"since": since.isoformat()},
+            },
+            "limit": 50,
+        },
+        timeout=10,
+    )
+    page.raise_for_status()
+    return list(page.json()["events"])
+
+
 def _finished(run_id: uuid.UUID, worker_log: Path) -> Callable[[], Any]:
     from prefect.client.orchestration import get_client
 
@@ -196,41 +236,89 @@ def test_yaml_triggers_are_the_deployments_automations(deployment: Any) -> None:
         assert action.parameters == trigger["parameters"]
 
 
-def test_drift_event_retrains_once_and_the_cooldown_holds(
-    env: dict[str, str], deployment: Any, worker: Path, root: Path
+def test_monitoring_drift_retrains_once_and_the_cooldown_holds(
+    prefect_server: str, env: dict[str, str], deployment: Any, worker: Path, root: Path
 ) -> None:
+    # the flows run here and the worker's runs share one store, one work dir, one capture
     settings = make_settings(root, retraining={"dataset": "taxi", "rows": 1500})
     assert settings.effective_tracking_uri == env["MLOPS_TRACKING_URI"]
-    run_training_pipeline(settings, model_name=MODEL, dataset="taxi", rows=1000)
+    assert settings.work_dir.resolve() == Path(env["MLOPS_WORK_DIR"]).resolve()
+    run_training_pipeline(settings, model_name=MODEL, dataset="taxi", rows=1000)  # + baseline
     client = connect(settings)
     assert [str(v.version) for v in client.search_model_versions(f"name='{MODEL}'")] == ["1"]
 
-    # an event the triggers do not expect starts nothing
-    emit_model_event(Events.MODEL_APPROVED, MODEL, {"version": "1"})
-    time.sleep(8)  # proving that nothing happens takes a wait
-    assert _runs(deployment.id) == []
+    # what v1 served on the prod endpoint, captured: normal, then shifted twice
+    endpoint = endpoint_name(settings, MODEL, "prod")
+    windows = {}
+    for name, start, shift, seed in (
+        ("normal", T0, 0.0, 1),
+        ("shifted", T0 + timedelta(minutes=30), 2.0, 2),
+        ("shifted again", T0 + timedelta(minutes=60), 2.0, 3),
+    ):
+        rows = taxi_rows(int(WINDOW.total_seconds()), shift=shift, seed=seed)
+        preds = predict(settings, MODEL, "1", rows)
+        write_capture(Path(settings.capture_destination), endpoint, "v1", rows, preds, start)
+        windows[name] = {"start": start.isoformat(), "end": (start + WINDOW).isoformat()}
 
-    # drift: exactly one run, started by the automation with the event's values
-    payload = {"drift_share": 0.67, "drifted_features": ["trip_distance"], "window": "1h"}
+    def monitor(window: str) -> Any:
+        return monitoring(MODEL, **windows[window], settings=settings)  # endpoint: prod
+
+    # unshifted traffic, and an event the triggers do not expect: no drift event, no run
+    since = datetime.now(UTC)
+    emit_model_event(Events.MODEL_APPROVED, MODEL, {"version": "1"})
+    quiet = monitor("normal")
+    assert quiet.endpoint == endpoint
+    assert [(v.version, v.status, v.rows) for v in quiet.versions] == [("1", "ok", 600)], (
+        quiet.summary()
+    )
+    assert not quiet.drift_detected
+    _stays_quiet(
+        "unshifted traffic emitted drift or started a retraining",
+        lambda: _drift_events(prefect_server, since) + _runs(deployment.id),
+        QUIET_S,
+    )
+
+    # shifted traffic: exactly one drift event, exactly one run started by the automation
     started = time.monotonic()
-    emit_model_event(Events.DRIFT_DETECTED, MODEL, payload)
+    drifted = monitor("shifted")
+    assert drifted.drift_detected, drifted.summary()
+    assert "trip_distance" in drifted.versions[0].drifted_features
+    (event,) = _poll(
+        "the drift event reached the server",
+        lambda: _drift_events(prefect_server, since) or None,
+        60,
+    )
     (run,) = _poll("a retraining run was created", lambda: _runs(deployment.id) or None, 60)
-    emit_model_event(Events.DRIFT_DETECTED, MODEL, {**payload, "drift_share": 0.7})  # same incident
+    assert event["payload"] == drifted.event_payload()
     assert run.parameters["model_name"] == MODEL
     assert run.parameters["reason"] == "drift"
-    assert run.parameters["payload"] == payload  # a dict, not its text
-    assert uuid.UUID(run.parameters["event_id"])
+    assert run.parameters["event_id"] == event["id"]
+    assert run.parameters["payload"] == event["payload"]  # a dict, not its text
+    assert run.parameters["payload"]["window"] == windows["shifted"]
     assert run.parameters["deploy"] is False  # set at deploy time, merged by the server
     done = _poll("the retraining run finished", _finished(run.id, worker), 300, every=2)
-    print(f"drift → completed retraining in {time.monotonic() - started:.1f} s")
+    print(f"monitoring → drift → completed retraining in {time.monotonic() - started:.1f} s")
 
     versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{MODEL}'"))
     assert versions == [1, 2]
     new = client.get_model_version(MODEL, "2")
     assert new.tags[Tags.DATA_SOURCE] == "builtin:taxi"
     tags = client.get_registered_model(MODEL).tags
-    assert tags[Tags.LAST_RETRAINING_REASON] == f"drift (event {run.parameters['event_id']})"
+    assert tags[Tags.LAST_RETRAINING_REASON] == f"drift (event {event['id']})"
     _poll("the run logged the new version", _logged(done.id, "registered taxi-retrain v2"), 30)
+
+    # shifted again, same incident (inside `within` and the cooldown): an event, no run
+    again = monitor("shifted again")
+    assert again.drift_detected, again.summary()
+    second_event = _poll(
+        "the second drift event reached the server",
+        lambda: next(
+            (e for e in _drift_events(prefect_server, since) if e["id"] != event["id"]), None
+        ),
+        60,
+    )
+    assert second_event["payload"]["window"] == windows["shifted again"]
+    assert len(_drift_events(prefect_server, since)) == 2  # one per drifted window, no more
 
     # new data inside the cooldown: its trigger starts a run, which trains nothing
     emit_model_event(Events.DATA_UPDATED, MODEL, {"source": "builtin:taxi", "reason": "data"})
@@ -247,5 +335,5 @@ def test_drift_event_retrains_once_and_the_cooldown_holds(
         1,
         2,
     ]
-    # the second drift event of the incident started nothing
+    # the second drift event, emitted before the new-data one, started nothing
     assert [r.id for r in _runs(deployment.id)] == [run.id, second.id]

@@ -8,99 +8,20 @@ own predictions, so the monitor reads what a live endpoint would have left.
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from mlops.errors import EndpointNotFoundError, ModelNotFoundError
 from mlops.settings import Settings
+from tests.capture_helpers import FEATURES, predict, taxi_rows, write_capture
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.slow
 
 ENDPOINT = "taxi-monitored"
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # normal traffic 10:00-10:30, shifted 10:30-11:00
-FEATURES = ["duration_minutes", "passenger_count", "trip_distance"]
-
-
-def _taxi_rows(rows: int, *, shift: float, seed: int) -> pd.DataFrame:
-    from mlops.data.builtin import engineer_features, make_batch
-
-    batch = make_batch("taxi", rows=rows, shift=shift, seed=seed)
-    frame, _ = engineer_features(batch, "total_amount")
-    return frame
-
-
-def _predict(settings: Settings, version: str, frame: pd.DataFrame) -> np.ndarray:
-    import mlflow.xgboost
-
-    from mlops.tracking import connect
-
-    connect(settings)
-    model = mlflow.xgboost.load_model(f"models:/taxi/{version}")
-    return np.asarray(model.predict(frame[FEATURES]), dtype=float)
-
-
-def write_capture(
-    dest: Path,
-    variant: str,
-    frame: pd.DataFrame,
-    predictions: np.ndarray,
-    start: datetime,
-    *,
-    extra_lines: list[bytes] = (),  # type: ignore[assignment]
-) -> list[str]:
-    """One SageMaker capture record per row, one request a second from ``start``."""
-    ids = []
-    files: dict[Path, list[bytes]] = {}
-    for i, (row, pred) in enumerate(
-        zip(frame[FEATURES].itertuples(index=False), predictions, strict=True)
-    ):
-        when = start + timedelta(seconds=i)
-        inference_id = f"req-{uuid.uuid4()}"
-        ids.append(inference_id)
-        record = {
-            "captureData": {
-                "endpointInput": {
-                    "observedContentType": "text/csv",
-                    "mode": "INPUT",
-                    "data": ",".join(
-                        repr(float(v)) if isinstance(v, float) else str(v) for v in row
-                    )
-                    + "\n",
-                    "encoding": "CSV",
-                },
-                "endpointOutput": {
-                    "observedContentType": "text/csv; charset=utf-8",
-                    "mode": "OUTPUT",
-                    "data": repr(float(pred)),
-                    "encoding": "CSV",
-                },
-            },
-            "eventMetadata": {
-                "eventId": str(uuid.uuid4()),
-                "inferenceId": inference_id,
-                "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            },
-            "eventVersion": "0",
-        }
-        folder = dest / ENDPOINT / variant / when.strftime("%Y/%m/%d/%H")
-        name = (
-            folder
-            / f"{when.strftime('%M-00-000')}-{uuid.uuid5(uuid.NAMESPACE_DNS, str(folder))}.jsonl"
-        )
-        files.setdefault(name, []).append(json.dumps(record).encode() + b"\n")
-    for index, (path, lines) in enumerate(sorted(files.items())):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("ab") as handle:
-            handle.writelines(lines)
-            if index == 0:
-                handle.writelines(extra_lines)
-    return ids
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +31,15 @@ def monitored(trained_taxi: tuple[Settings, str], tmp_path_factory: pytest.TempP
     root = tmp_path_factory.mktemp("monitoring")
     settings = make_settings(root, tracking_uri=store.effective_tracking_uri)
     dest = Path(settings.capture_destination)
-    normal = _taxi_rows(600, shift=0.0, seed=1)
-    shifted = _taxi_rows(600, shift=2.0, seed=2)
+    normal = taxi_rows(600, shift=0.0, seed=1)
+    shifted = taxi_rows(600, shift=2.0, seed=2)
     variant = f"v{version}"
     normal_ids = write_capture(
         dest,
+        ENDPOINT,
         variant,
         normal,
-        _predict(settings, version, normal),
+        predict(settings, "taxi", version, normal),
         T0,
         extra_lines=[
             b"{not json\n",
@@ -148,7 +70,12 @@ def monitored(trained_taxi: tuple[Settings, str], tmp_path_factory: pytest.TempP
         ],
     )
     write_capture(
-        dest, variant, shifted, _predict(settings, version, shifted), T0 + timedelta(minutes=30)
+        dest,
+        ENDPOINT,
+        variant,
+        shifted,
+        predict(settings, "taxi", version, shifted),
+        T0 + timedelta(minutes=30),
     )
     return settings, version, normal, normal_ids
 
@@ -229,12 +156,13 @@ def test_accuracy_drop_alarms(trained_taxi: tuple[Settings, str], tmp_path: Path
 
     store, version = trained_taxi
     settings = make_settings(tmp_path, tracking_uri=store.effective_tracking_uri)
-    frame = _taxi_rows(200, shift=0.0, seed=3)
+    frame = taxi_rows(200, shift=0.0, seed=3)
     ids = write_capture(
         Path(settings.capture_destination),
+        ENDPOINT,
         f"v{version}",
         frame,
-        _predict(settings, version, frame),
+        predict(settings, "taxi", version, frame),
         T0,
     )
     wrong = frame["total_amount"].to_numpy() * 1.8  # the world changed: fares nearly doubled
