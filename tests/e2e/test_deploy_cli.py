@@ -50,8 +50,9 @@ def _wait_paused(settings, timeout: float = 240) -> str:
     raise AssertionError("the deployment-pipeline run never paused for approval")
 
 
-def _events(api_url: str, since: str, want: int = 2, timeout: float = 60) -> set[str]:
-    """Names of the mlops.* events about model taxi since ``since`` (persisted in seconds)."""
+def _events(api_url: str, since: str, want: set[str], timeout: float = 60) -> set[str]:
+    """Names of the mlops.* events about model taxi since ``since`` (persisted in seconds),
+    polled until every name in ``want`` is there or ``timeout`` passed."""
     deadline = time.time() + timeout
     names: set[str] = set()
     while time.time() < deadline:
@@ -69,7 +70,7 @@ def _events(api_url: str, since: str, want: int = 2, timeout: float = 60) -> set
         )
         page.raise_for_status()
         names = {event["event"] for event in page.json()["events"]}
-        if len(names) >= want:
+        if want <= names:
             break
         time.sleep(1)
     return names
@@ -138,7 +139,8 @@ def test_cli_approval_answers_the_pause_and_prod_gets_the_champion(
     assert "mlops.approval_flow_run_id" not in mv.tags
     assert str(get_alias_version(connect(settings), "taxi", ALIAS_CHAMPION).version) == "1"
     # the flow told Prefect's event bus (automations trigger on these)
-    assert {"mlops.model.approved", "mlops.rollout.completed"} <= _events(prefect_server, started)
+    wanted = {"mlops.approval.requested", "mlops.model.approved", "mlops.rollout.completed"}
+    assert wanted <= _events(prefect_server, started, wanted)
     # the synthetic canary probes the prod endpoint through the synthetic-canary flow
     probe = run_cli(
         cwd, prefect_server, "probe", "-m", "taxi", "--requests", "3", "--interval", "0.1"
