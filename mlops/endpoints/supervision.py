@@ -1,0 +1,352 @@
+"""The variants' model-server processes: start, adopt, probe, restart, stop.
+
+Each variant is a ``python -m mlops.serving`` process in a session of its own, so it
+outlives a killed gateway; a gateway started again adopts a variant whose recorded pid is
+still that server and answers ``/ping`` on its port, and starts the others. A variant whose
+process dies is restarted with exponential back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops.endpoints.processes import (
+    STOP_GRACE_S,
+    find_free_port,
+    is_process_of,
+    kill_group,
+    log_tail,
+    port_is_free,
+)
+from mlops.errors import EndpointError, MlopsError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from mlops.endpoints.state import EndpointState, VariantState
+    from mlops.endpoints.variants import Variant
+    from mlops.settings import Settings
+
+__all__ = ["Supervisor"]
+
+logger = logging.getLogger(__name__)
+
+VARIANT_START_TIMEOUT_S = 120.0
+SUPERVISE_INTERVAL_S = 1.0
+MAX_RESTART_BACKOFF_S = 30.0
+
+
+class Supervisor:
+    """Runs the model servers of one endpoint's variants.
+
+    Args:
+        settings: settings of the gateway (serving settings go to the model servers).
+        endpoint: the endpoint's state (name, capture; its status is set at bring-up).
+        variants: the gateway's variants by name, watched and restarted here.
+        folder: the endpoint's folder (``variants/<name>.log`` below it).
+        on_change: called after a status, pid or port changed (saves the state file).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        endpoint: EndpointState,
+        variants: dict[str, Variant],
+        folder: Path,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self.endpoint = endpoint
+        self.variants = variants
+        self.folder = folder
+        self.on_change = on_change
+        self.stopping = False
+        self._pending: dict[str, Variant] = {}  # being added, not yet in ``variants``
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._client: httpx.AsyncClient | None = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Adopt or start every variant in the background, then watch them."""
+        import httpx
+
+        self._client = httpx.AsyncClient(timeout=2.0, trust_env=False)
+        self._spawn(self._bring_up())
+
+    def halt(self) -> None:
+        """Stop watching (at shutdown): no restart from here on."""
+        self.stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def stop_all(self) -> None:
+        """Stop every variant's server, those being added included (capture flushed)."""
+        self.halt()
+        everything = [*self.variants.values(), *self._pending.values()]
+        await asyncio.gather(*(self.stop(v) for v in everything), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Close the connection pool of the probes."""
+        if self._client is not None:
+            await self._client.aclose()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _bring_up(self) -> None:
+        """Adopt or start every variant, then mark the endpoint InService (or Failed)."""
+        results = await asyncio.gather(
+            *(self._start_or_adopt(v) for v in self.variants.values()), return_exceptions=True
+        )
+        errors = [str(r) for r in results if isinstance(r, BaseException)]
+        if errors:
+            self.endpoint.status = "Failed"
+            self.endpoint.last_error = "; ".join(errors)
+        else:
+            self.endpoint.status = "InService"
+        self.on_change()
+        logger.info("endpoint %s is %s", self.endpoint.name, self.endpoint.status)
+        self._spawn(self._supervise())
+
+    async def _start_or_adopt(self, variant: Variant) -> None:
+        v = variant.state
+        variant.busy = True
+        try:
+            if v.port and is_process_of(v.pid, "mlops.serving", str(v.port)):
+                if (await self._probe(variant))[0]:
+                    v.status, v.failure_reason = "InService", None
+                    logger.info("adopted variant %s (pid %s, port %s)", v.name, v.pid, v.port)
+                    return
+                logger.warning("variant %s (pid %s) does not answer; replacing it", v.name, v.pid)
+                await self._terminate(variant)
+            await self._start_variant(variant)
+        finally:
+            variant.busy = False
+
+    # ------------------------------------------------------------------ one variant
+
+    async def start_new(self, variant: Variant) -> None:
+        """Start a variant that is not in ``variants`` yet; a shutdown meanwhile stops it.
+
+        Raises:
+            EndpointError: its server did not get ready (the message has its log tail).
+        """
+        variant.busy = True
+        self._pending[variant.state.name] = variant
+        try:
+            await self._start_variant(variant)
+        finally:
+            variant.busy = False
+            self._pending.pop(variant.state.name, None)
+
+    async def stop(self, variant: Variant) -> None:
+        """Stop a variant's server for good (SIGTERM, then SIGKILL after a grace period)."""
+        variant.busy = True
+        await self._terminate(variant)
+
+    def _log(self, name: str) -> Path:
+        return self.folder / "variants" / f"{name}.log"
+
+    def _command(self, v: VariantState) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "mlops.serving",
+            "--model-dir", v.model_dir,
+            "--host", "127.0.0.1",
+            "--port", str(v.port),
+            "--workers", "1",
+            "--endpoint-name", self.endpoint.name,
+            "--variant-name", v.name,
+        ]  # fmt: skip
+        capture = self.endpoint.capture
+        if capture.enabled and capture.destination:
+            cmd += [
+                "--capture",
+                capture.destination,
+                "--sampling",
+                str(capture.sampling_percentage),
+            ]
+        return cmd
+
+    def _environment(self) -> dict[str, str]:
+        """The model server's environment: this endpoint's capture switch wins over the
+        settings (the server would capture to ``serving.capture.destination`` otherwise)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_SERVING__")}
+        serving = self.settings.serving.model_dump(mode="json")
+        serving["capture"]["enabled"] = self.endpoint.capture.enabled
+        env["MLOPS_SERVING"] = json.dumps(serving)
+        return env
+
+    async def _start_variant(self, variant: Variant) -> None:
+        """Start a variant's model server and wait until it answers ``/ping``.
+
+        Raises:
+            EndpointError: the server exited or did not get ready; with its log tail.
+        """
+        v = variant.state
+        if not Path(v.model_dir).is_dir():
+            v.status = "Failed"
+            v.failure_reason = f"model folder {v.model_dir} does not exist"
+            raise EndpointError(
+                f"variant {v.name!r}: model folder {v.model_dir} does not exist; remove the "
+                "variant and add it again from its model_ref so that it is downloaded again"
+            )
+        for attempt in range(3):
+            if not v.port or not port_is_free(v.port):
+                v.port = find_free_port()
+            log_path = self._log(v.name)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            v.status, v.failure_reason = "Creating", None
+            with log_path.open("ab") as log:
+                log.write(f"\n--- starting variant {v.name} on port {v.port}\n".encode())
+                log.flush()
+                variant.proc = subprocess.Popen(
+                    self._command(v),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self._environment(),
+                    start_new_session=True,  # outlives a killed gateway; adopted on restart
+                )
+            v.pid = variant.proc.pid
+            problem = await self._wait_ready(variant, VARIANT_START_TIMEOUT_S)
+            if problem is None and (variant.removed or self.stopping):
+                await self._terminate(variant)
+                raise EndpointError(f"variant {v.name!r} was removed while it started")
+            if problem is None:
+                v.status, v.failure_reason = "InService", None
+                variant.failures = 0
+                logger.info("variant %s serving on port %s (pid %s)", v.name, v.port, v.pid)
+                return
+            await asyncio.sleep(0.2)  # let the server's last words reach its log
+            tail = log_tail(log_path)
+            exited = variant.proc.poll() is not None
+            if exited and "address already in use" in tail.lower() and attempt < 2:
+                v.port = None  # lost a race for the port: take another one
+                continue
+            await self._terminate(variant)
+            v.status = "Failed"
+            v.failure_reason = f"model server {problem}; log {log_path}:\n{tail}"
+            raise EndpointError(
+                f"variant {v.name!r} of endpoint {self.endpoint.name!r} failed to start: its "
+                f"model server {problem}. Last lines of {log_path}:\n{tail}"
+            )
+
+    async def _wait_ready(self, variant: Variant, timeout_s: float) -> str | None:
+        """Wait until the variant answers ``/ping`` with 200.
+
+        Returns:
+            ``None`` when it is ready, else why not (exited, failed to load, timed out).
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not variant.alive():
+                return "exited"
+            ready, problem = await self._probe(variant)
+            if ready:
+                return None
+            if problem is not None:
+                return problem
+            await asyncio.sleep(0.2)
+        return f"did not answer /ping in {timeout_s:.0f} s"
+
+    async def _probe(self, variant: Variant) -> tuple[bool, str | None]:
+        """Ping once: (ready, a problem that waiting will not fix, e.g. a model that failed
+        to load and leaves the server at 503 for good)."""
+        import httpx
+
+        assert self._client is not None, "Supervisor.start() was not awaited"
+        try:
+            resp = await self._client.get(f"{variant.url}/ping", timeout=2.0)
+        except httpx.HTTPError:
+            return False, None
+        if resp.status_code == 200:
+            return True, None
+        text = resp.text
+        if "failed to load" in text:
+            with contextlib.suppress(ValueError):
+                text = str(resp.json().get("error", text))
+            return False, f"answers /ping with {resp.status_code}: {text[:1000]}"
+        return False, None
+
+    async def _terminate(self, variant: Variant) -> None:
+        pid = variant.state.pid
+        if pid is None:
+            return
+        if variant.proc is None and not is_process_of(pid, "mlops.serving"):
+            return  # recorded pid is gone or was recycled by another program
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline:
+            if not variant.alive():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            logger.warning(
+                "variant %s did not stop in %s s; killing it", variant.state.name, STOP_GRACE_S
+            )
+            kill_group(pid)
+        if variant.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                variant.proc.wait(timeout=1)
+
+    # ------------------------------------------------------------------ watching
+
+    async def _supervise(self) -> None:
+        """Restart variants whose process died (exponential back-off)."""
+        while not self.stopping:
+            await asyncio.sleep(SUPERVISE_INTERVAL_S)
+            now = time.monotonic()
+            for variant in list(self.variants.values()):
+                if variant.busy or variant.removed or self.stopping:
+                    continue
+                if variant.alive():
+                    continue
+                if variant.state.status == "InService":
+                    code = variant.proc.poll() if variant.proc is not None else None
+                    tail = log_tail(self._log(variant.state.name), 10)
+                    variant.state.status = "Failed"
+                    variant.state.failure_reason = f"process exited (code {code}):\n{tail}"
+                    logger.warning(
+                        "variant %s died (code %s); restarting it", variant.state.name, code
+                    )
+                    self.on_change()
+                if now >= variant.next_restart:
+                    self._spawn(self._restart(variant))
+
+    async def _restart(self, variant: Variant) -> None:
+        variant.busy = True
+        try:
+            await self._start_variant(variant)
+            if self.endpoint.status == "Failed" and all(
+                v.state.status == "InService" for v in self.variants.values() if not v.removed
+            ):
+                self.endpoint.status, self.endpoint.last_error = "InService", None
+        except MlopsError as exc:
+            variant.failures += 1
+            backoff = min(MAX_RESTART_BACKOFF_S, 2.0**variant.failures)
+            variant.next_restart = time.monotonic() + backoff
+            logger.error(
+                "restarting variant %s failed (next try in %.0f s): %s",
+                variant.state.name,
+                backoff,
+                exc,
+            )
+        finally:
+            variant.busy = False
+            if not self.stopping and not variant.removed:
+                self.on_change()
