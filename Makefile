@@ -13,10 +13,12 @@ WITH_PREFECT_HOME = mkdir -p $(PREFECT_HOME) && PREFECT_HOME=$(PREFECT_HOME)
 
 install: $(STAMP)
 
+# Bytecode is compiled at install: with PYTHONDONTWRITEBYTECODE set (as on CI machines) every
+# process would otherwise compile Prefect, MLflow and Evidently from source at each import.
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
 	@touch $@
 
