@@ -41,4 +41,10 @@ def parse_duration(text: str | float | int | timedelta, what: str = "duration") 
         seconds = float(match[1]) * _UNIT_SECONDS[(match[2] or "s").lower()]
     if seconds < 0:
         raise ValueError(f"{what} {text!r} is negative; give a positive duration such as 1h")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError):  # nan, inf, or more days than a timedelta holds
+        raise ValueError(
+            f"{what} {text!r} is not a usable duration (not finite, or too long); give one "
+            "such as 1h or 2d"
+        ) from None

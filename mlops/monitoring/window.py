@@ -64,10 +64,16 @@ def resolve_window(
     if start is not None:
         begin = _parse_time(start, "--start")
     else:
+        duration = since if since is not None else default
         try:
-            begin = stop - parse_duration(since if since is not None else default, "--since")
+            begin = stop - parse_duration(duration, "--since")
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        except OverflowError:  # reaches before year 1
+            raise ConfigError(
+                f"--since {duration!r} reaches back before year 1; give a window of at most "
+                "a few years, e.g. 1d"
+            ) from None
     if begin >= stop:
         raise ConfigError(
             f"the window {begin.isoformat()} .. {stop.isoformat()} is empty; the start must "
