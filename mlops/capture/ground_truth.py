@@ -363,6 +363,11 @@ def _json_labels(text: str, path: Path) -> list[tuple[str, str]]:
 
 def _csv_labels(text: str, path: Path) -> list[tuple[str, str]]:
     table = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    if not table:  # only separators and blanks
+        raise DataError(
+            f"the label file {path} has no values, only empty cells; put one label per line: "
+            "a CSV with an inference_id,label header, or ground-truth JSON lines"
+        )
     header = [cell.strip() for cell in table[0]]
     lowered = [name.lower() for name in header]
     id_at = next((lowered.index(n) for n in _ID_COLUMNS if n in lowered), None)

@@ -130,6 +130,7 @@ def test_read_label_file_ground_truth_json_lines(tmp_path):
     ("text", "fragment"),
     [
         ("", "is empty"),
+        (",,\n , \n", "has no values, only empty cells"),
         ("a,b,c\n1,2,3\n", "has header ['a', 'b', 'c']; name the id column inference_id"),
         ("inference_id,label\n", "has a header but no labels"),
         ("inference_id,label\nr-1\n", "row 2 has 1 values but the header has 2"),
