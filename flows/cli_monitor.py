@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -48,20 +49,30 @@ def monitor(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
     """Run the monitoring flow: drift, constraints, health, accuracy for a window of capture."""
+    if not verbose:
+        # Before Prefect is imported: it reads its console level when it sets up logging.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    from flows.cli import _quiet_console_tracebacks
     from flows.monitoring import monitoring
     from mlops.settings import load_settings
 
     settings = load_settings()
-    with echo_progress(verbose):
-        result = monitoring(
-            model_name=model_name,
-            endpoint=endpoint,
-            since=since,
-            start=start,
-            end=end,
-            capture=capture,
-            settings=settings,
-        )
+    # a failed run is one `error:` line from the entry point, not Prefect's tracebacks too
+    quieted = [] if verbose else _quiet_console_tracebacks()
+    try:
+        with echo_progress(verbose):
+            result = monitoring(
+                model_name=model_name,
+                endpoint=endpoint,
+                since=since,
+                start=start,
+                end=end,
+                capture=capture,
+                settings=settings,
+            )
+    finally:
+        for handler, formatter in quieted:
+            handler.setFormatter(formatter)
     show_monitor(result, settings)
 
 
