@@ -13,7 +13,8 @@ Every error says what was wrong, with which input, and how to fix it::
     ├── BackendError           the compute backend failed
     ├── ServingError           a model cannot be served (load failed, bad model dir)
     ├── EndpointError          a local endpoint operation failed
-    │   └── EndpointNotFoundError
+    │   ├── EndpointNotFoundError
+    │   └── EndpointStateError  its state file is damaged and has no good backup
     ├── RolloutError           a rollout could not start or finish (not: rolled back)
     ├── ApprovalError          a version is not approved for production, or no pause to answer
     └── BatchCheckError        a batch input failed its drift/outlier check; nothing was written
@@ -27,6 +28,7 @@ __all__ = [
     "BatchCheckError",
     "EndpointError",
     "EndpointNotFoundError",
+    "EndpointStateError",
     "RolloutError",
     "ServingError",
     "ConfigError",
@@ -90,6 +92,10 @@ class EndpointError(MlopsError):
 
 class EndpointNotFoundError(EndpointError):
     """No endpoint of that name exists."""
+
+
+class EndpointStateError(EndpointError):
+    """An endpoint's state file is damaged and no good backup of it is left."""
 
 
 class RolloutError(MlopsError):

@@ -4,12 +4,15 @@ Beside it the gateway keeps its per-minute metrics in ``<endpoints_dir>/<name>/m
 
 The manager writes it once, before the gateway runs; from then on the gateway owns it and
 rewrites it (atomically) whenever a variant, a weight or a status changes, so a gateway
-started again later restores the same variants, weights and ports from it.
+started again later restores the same variants, weights and ports from it. Every write also
+leaves a copy in ``endpoint.json.bak``: a damaged state file (cut short, hand-edited, not
+UTF-8) is read from that copy, with a warning, instead of losing the endpoint.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlops.errors import EndpointError, EndpointNotFoundError
+from mlops.errors import EndpointError, EndpointNotFoundError, EndpointStateError
 
 if TYPE_CHECKING:
     from mlops.settings import Settings
@@ -30,6 +33,8 @@ __all__ = [
     "EndpointStatus",
     "VariantState",
     "VariantStatus",
+    "backup_path",
+    "damaged_endpoints",
     "endpoint_dir",
     "endpoint_metrics_dir",
     "load_state",
@@ -38,12 +43,16 @@ __all__ = [
     "state_path",
     "utcnow",
     "validate_name",
+    "write_atomically",
 ]
+
+logger = logging.getLogger(__name__)
 
 EndpointStatus = Literal["Creating", "InService", "Updating", "Failed", "Deleting", "OutOfService"]
 VariantStatus = Literal["Creating", "InService", "Failed"]
 
 STATE_FILE = "endpoint.json"
+BACKUP_FILE = "endpoint.json.bak"
 METRICS_DIR = "metrics"
 # SageMaker's pattern for endpoint and variant names.
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -105,6 +114,9 @@ class EndpointState(_Model):
 
     name: str
     port: int
+    admin_port: int | None = Field(
+        None, description="loopback port of the admin API (None: given at the next start)"
+    )
     status: EndpointStatus = "Creating"
     created_at: str = Field(default_factory=utcnow)
     updated_at: str = Field(default_factory=utcnow)
@@ -132,6 +144,11 @@ class EndpointState(_Model):
         """The gateway's base URL on loopback."""
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def admin_url(self) -> str | None:
+        """The admin API's base URL on loopback (``None`` until a gateway gave it a port)."""
+        return None if self.admin_port is None else f"http://127.0.0.1:{self.admin_port}"
+
 
 def endpoint_dir(endpoints_dir: Path, name: str) -> Path:
     """The folder of endpoint ``name`` (state file, gateway and variant logs)."""
@@ -149,47 +166,117 @@ def state_path(endpoints_dir: Path, name: str) -> Path:
     return endpoint_dir(endpoints_dir, name) / STATE_FILE
 
 
+def backup_path(endpoints_dir: Path, name: str) -> Path:
+    """The copy of the last state written for endpoint ``name`` (read when the file is damaged)."""
+    return endpoint_dir(endpoints_dir, name) / BACKUP_FILE
+
+
 def load_state(endpoints_dir: Path, name: str) -> EndpointState:
-    """Read the state file of endpoint ``name``.
+    """Read the state file of endpoint ``name``, or its backup when the file is damaged.
 
     Raises:
         EndpointNotFoundError: the endpoint does not exist (the message lists those that do).
-        EndpointError: the state file is not readable.
+        EndpointStateError: the state file is damaged (not UTF-8, not JSON, not a state) and
+            so is its backup, or there is none; the message says how to remove the endpoint.
     """
     path = state_path(endpoints_dir, name)
+    backup = path.with_name(BACKUP_FILE)
     try:
-        text = path.read_text()
+        return _parse_state(path.read_bytes())
     except FileNotFoundError:
-        known = sorted(p.parent.name for p in endpoints_dir.glob(f"*/{STATE_FILE}"))
-        raise EndpointNotFoundError(
-            f"endpoint {name!r} does not exist (endpoints: {', '.join(known) or 'none'}); "
-            "create it with `mlops endpoint create NAME --model REF`"
-        ) from None
-    try:
-        return EndpointState.model_validate(json.loads(text))
+        if not backup.exists():
+            known = sorted(p.parent.name for p in endpoints_dir.glob(f"*/{STATE_FILE}"))
+            raise EndpointNotFoundError(
+                f"endpoint {name!r} does not exist (endpoints: {', '.join(known) or 'none'}); "
+                "create it with `mlops endpoint create NAME --model REF`"
+            ) from None
+        problem = "it is missing"
     except (ValueError, ValidationError) as exc:
-        raise EndpointError(
-            f"state file {path} of endpoint {name!r} is not valid ({exc}); "
-            f"delete the endpoint with `mlops endpoint delete {name}` and create it again"
-        ) from None
+        problem = _problem(exc)
+    try:
+        state = _parse_state(backup.read_bytes())
+    except FileNotFoundError:
+        fallback = "there is no backup of it"
+    except (ValueError, ValidationError) as exc:
+        fallback = f"its backup {backup.name} is damaged too ({_problem(exc)})"
+    else:
+        logger.warning(
+            "state file %s of endpoint %r is damaged (%s); using its backup %s written at %s",
+            path, name, problem, backup.name, state.updated_at,
+        )  # fmt: skip
+        return state
+    raise EndpointStateError(
+        f"state file {path} of endpoint {name!r} is damaged ({problem}) and {fallback}, so "
+        f"the endpoint cannot be read; remove it with `mlops endpoint delete {name} --force` "
+        "(it stops the gateway and model servers still running for it and deletes "
+        f"{path.parent}), then create it again"
+    )
+
+
+def damaged_endpoints(endpoints_dir: Path) -> dict[str, str]:
+    """Endpoints whose state cannot be read (file and backup damaged): name → the problem."""
+    found: dict[str, str] = {}
+    if not endpoints_dir.is_dir():
+        return found
+    for folder in sorted(endpoints_dir.iterdir()):
+        if not ((folder / STATE_FILE).exists() or (folder / BACKUP_FILE).exists()):
+            continue
+        try:
+            load_state(endpoints_dir, folder.name)
+        except EndpointStateError as exc:
+            found[folder.name] = str(exc)
+        except EndpointError:
+            continue  # removed meanwhile, or not an endpoint's folder name
+    return found
+
+
+def _parse_state(data: bytes) -> EndpointState:
+    return EndpointState.model_validate(json.loads(data.decode("utf-8")))
+
+
+def _problem(exc: ValueError | ValidationError) -> str:
+    """What is wrong with a state file, in a few words."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8: byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        return f"not an endpoint state: {where}: {first['msg']}"
+    return f"not JSON: {exc}"
 
 
 def save_state(endpoints_dir: Path, state: EndpointState) -> Path:
-    """Write the state file atomically (temporary file, then ``os.replace``)."""
+    """Write the state file atomically, then the same state to its backup."""
     path = state_path(endpoints_dir, state.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     state.updated_at = utcnow()
-    fd, tmp = tempfile.mkstemp(prefix=".endpoint-", suffix=".json", dir=path.parent)
+    text = state.model_dump_json(indent=2)
+    write_atomically(path, text)
+    write_atomically(path.with_name(BACKUP_FILE), text)  # its own inode: survives edits of path
+    return path
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new, never a part.
+
+    A temporary file beside it is written and fsynced, then renamed over ``path``
+    (``os.replace``), then the folder is fsynced so the rename survives a power cut.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(state.model_dump_json(indent=2))
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def resolve_model_dir(settings: Settings, model_ref: str) -> tuple[str, str | None, str | None]:
