@@ -57,6 +57,7 @@ def monitor(
     from mlops.settings import load_settings
 
     settings = load_settings()
+    _precheck(settings, model_name, since, start, end)
     # a failed run is one `error:` line from the entry point, not Prefect's tracebacks too
     quieted = [] if verbose else _quiet_console_tracebacks()
     try:
@@ -74,6 +75,18 @@ def monitor(
         for handler, formatter in quieted:
             handler.setFormatter(formatter)
     show_monitor(result, settings)
+
+
+def _precheck(
+    settings: Settings, model_name: str, since: str | None, start: str | None, end: str | None
+) -> None:
+    """Refuse a bad window or an unknown model before a flow run exists (and notifies)."""
+    from mlops.monitoring.window import resolve_window
+    from mlops.stages._monitor_sources import require_model
+    from mlops.tracking import connect
+
+    resolve_window(since=since, start=start, end=end, default=settings.monitoring.window)
+    require_model(connect(settings), model_name)
 
 
 def show_monitor(result: MonitorResult, settings: Settings) -> None:
