@@ -4,7 +4,9 @@ A sink stores files named by their path relative to the destination
 (``<endpoint>/<variant>/yyyy/mm/dd/hh/<name>.jsonl``). The writer appends whole lines to
 one file at a time and finishes it on rotation; the sink makes a finished file visible at
 the destination. A new kind of destination is a new class with the four methods of
-:class:`CaptureSink` and a case in :func:`open_sink`.
+:class:`CaptureSink` and a case in :func:`open_sink`. With a ``fallback_dir``, :func:`open_sink`
+wraps the destination's sink in a :class:`~mlops.capture.fallback.FallbackSink`, which spools
+what the destination refuses and moves it there later.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import tempfile
 import threading
 import weakref
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +28,7 @@ from mlops.capture._s3 import s3_client
 from mlops.capture.format import Destination, parse_destination
 from mlops.errors import ConfigError
 
-__all__ = ["CaptureSink", "LocalFolderSink", "S3SpoolSink", "open_sink"]
+__all__ = ["CaptureSink", "LocalFolderSink", "S3SpoolSink", "SinkHealth", "open_sink"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,9 @@ class CaptureSink(Protocol):
     A sink stays usable after :meth:`close` (a record that arrives late is written
     through it, and it is closed again). Sinks take care of their own state in a forked
     child: the child's sink starts empty and never touches the parent's files.
+
+    A sink may also have ``health() -> SinkHealth`` (cheap, callable from any thread);
+    :meth:`CaptureWriter.health <mlops.capture.writer.CaptureWriter.health>` includes it.
     """
 
     def append(self, rel: str, data: bytes) -> None:
@@ -60,12 +66,31 @@ class CaptureSink(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SinkHealth:
+    """How a sink's deliveries stand.
+
+    Attributes:
+        degraded: records do not reach the destination now (they wait in a spool).
+        records_spooled: records this sink put in its spool and has not delivered yet
+            (files adopted from a previous process are counted once delivered).
+        files_spooled: spool files waiting for the destination, adopted ones included.
+        error: why the destination (or the spool) fails, when it does.
+    """
+
+    degraded: bool = False
+    records_spooled: int = 0
+    files_spooled: int = 0
+    error: str | None = None
+
+
 def open_sink(
     destination: str | Destination,
     *,
     spool_dir: str | None = None,
     aws_region: str | None = None,
     aws_endpoint_url: str | None = None,
+    fallback_dir: str | None = None,
 ) -> CaptureSink:
     """The sink for a destination: a local folder, or an S3 spool for ``s3://``.
 
@@ -74,11 +99,29 @@ def open_sink(
         spool_dir: where S3 files wait for upload (default: the system temp folder).
         aws_region: region of the S3 client.
         aws_endpoint_url: endpoint of the S3 client, e.g. moto on loopback.
+        fallback_dir: a local folder for records the destination refuses (see
+            :class:`~mlops.capture.fallback.FallbackSink`); with it, a destination that
+            cannot be opened now is retried later instead of raising.
 
     Raises:
-        ConfigError: a bad destination, or a folder that cannot be created.
+        ConfigError: a bad destination, or (without ``fallback_dir``) a folder that cannot
+            be created.
     """
     dest = parse_destination(destination) if isinstance(destination, str) else destination
+    if fallback_dir is not None:
+        from mlops.capture.fallback import FallbackSink
+
+        def open_primary() -> CaptureSink:
+            return open_sink(
+                dest, spool_dir=spool_dir, aws_region=aws_region,
+                aws_endpoint_url=aws_endpoint_url,
+            )
+
+        where = dest.uri if dest.local is None else str(dest.local.absolute())
+        return FallbackSink(
+            open_primary, fallback_dir, destination=where,
+            group_key=f"{where}|{aws_endpoint_url}" if aws_endpoint_url else None,
+        )
     if dest.local is not None:
         return LocalFolderSink(dest.local)
     return S3SpoolSink(
@@ -87,16 +130,24 @@ def open_sink(
 
 
 class _AppendFile:
-    """A file open for appending with one ``os.write`` per batch of whole lines."""
+    """A file open for appending with one ``os.write`` per batch of whole lines.
+
+    Args:
+        path: the file; created (with its folders) unless ``fd`` is given.
+        fd: a descriptor already open for appending to ``path``.
+    """
 
     __slots__ = ("fd", "path", "size")
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        self.fd = os.open(path, flags, 0o644)
+    def __init__(self, path: Path, fd: int | None = None) -> None:
+        if fd is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+            fd = os.open(path, flags, 0o644)
+        self.fd = fd
         self.path = path
-        self.size = 0
+        # A file that already holds lines (a continuation) is only ever cut back to them.
+        self.size = os.fstat(fd).st_size
 
     def append(self, data: bytes) -> None:
         """Append whole lines; on failure cut the file back so no half line remains."""

@@ -4,7 +4,13 @@
 whole lines to the writer's own file every ``flush_interval_s`` and starts a new file
 every ``rotate_interval_s`` and at every hour change. Where files go is the sink's
 business (:mod:`mlops.capture.sinks`): a local folder, or an S3 spool uploaded on rotation
-and on :meth:`CaptureWriter.close`.
+and on :meth:`CaptureWriter.close`; with ``CaptureConfig.fallback_dir``, behind a
+:class:`~mlops.capture.fallback.FallbackSink` that spools what the destination refuses.
+
+Records the sink cannot take wait in memory and are retried; the writer counts as dropped
+only what it gives up: records beyond its memory cap while writes fail, and what
+:meth:`CaptureWriter.drop_unwritten` discards when the process is about to exit.
+:meth:`CaptureWriter.health` says how it stands.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ import time
 import uuid
 import weakref
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlops.capture._messages import reason
 from mlops.capture.format import (
@@ -33,14 +39,14 @@ from mlops.capture.format import (
     to_timestamp,
 )
 from mlops.capture.sinks import CaptureSink, open_sink
-from mlops.errors import ConfigError, ServingError
+from mlops.errors import ConfigError
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from mlops.settings import Settings
 
-__all__ = ["CaptureConfig", "CaptureWriter"]
+__all__ = ["CaptureConfig", "CaptureHealth", "CaptureWriter"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +73,10 @@ class CaptureConfig:
         spool_dir: where S3 files wait for upload (default: the system temp folder); files
             left there by a killed process are uploaded by the next writer to the same
             destination.
+        fallback_dir: a local folder for records the destination refuses (or every record
+            while it cannot be opened); they are moved to the destination once it works
+            again, by this writer or the next one to the same destination. ``None``: no
+            fallback, failed writes wait in memory only.
     """
 
     destination: str
@@ -80,6 +90,7 @@ class CaptureConfig:
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
     spool_dir: str | None = None
+    fallback_dir: str | None = None
 
     @classmethod
     def from_settings(
@@ -144,6 +155,40 @@ class CaptureConfig:
                 )
 
 
+@dataclass(frozen=True)
+class CaptureHealth:
+    """How a writer's capture stands (for ``/ping`` and logs).
+
+    Attributes:
+        status: ``ok``; ``degraded`` when records go to (or wait in) the fallback spool
+            but none is at risk; ``failing`` when records can be written nowhere (they
+            wait in memory, lost if the process stops) or some were dropped.
+        destination: where records should go.
+        records_written: records handed to the sink (destination or fallback spool).
+        records_buffered: records in memory, not written yet.
+        records_spooled: records in the fallback spool, waiting for the destination.
+        records_dropped: records given up (written nowhere).
+        error: why writing fails, when it does.
+    """
+
+    status: Literal["ok", "degraded", "failing"]
+    destination: str
+    records_written: int
+    records_buffered: int
+    records_spooled: int
+    records_dropped: int
+    error: str | None = None
+
+    @property
+    def records_pending(self) -> int:
+        """Records not at the destination yet: buffered plus spooled."""
+        return self.records_buffered + self.records_spooled
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields (and ``records_pending``) as a JSON-ready dict."""
+        return {**asdict(self), "records_pending": self.records_pending}
+
+
 class _Current:
     """The file a writer appends to now."""
 
@@ -191,6 +236,7 @@ class CaptureWriter:
             spool_dir=config.spool_dir,
             aws_region=config.aws_region,
             aws_endpoint_url=config.aws_endpoint_url,
+            fallback_dir=config.fallback_dir,
         )
         self._sampling = config.sampling_percentage
         self._encoder = RecordEncoder(config.csv_content_types, config.json_content_types)
@@ -216,6 +262,9 @@ class CaptureWriter:
         self._current: _Current | None = None
         self._deliver_due = False
         self._written = 0
+        self._dropped = 0
+        self._error: str | None = None  # why the last write failed; None once one works
+        self._overflowing = False  # writes fail and the backlog is at the hard cap
         ids = uuid.uuid4().hex
         variant = "89ab"[int(ids[16], 16) & 3]
         # eventIds keep the uuid4 shape: 74 random bits per writer and a 48-bit counter.
@@ -250,9 +299,59 @@ class CaptureWriter:
         return self._written
 
     @property
+    def records_dropped(self) -> int:
+        """Records given up: written nowhere (see :meth:`drop_unwritten`)."""
+        return self._dropped
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._closed
+
+    def health(self) -> CaptureHealth:
+        """How capture stands: counts and the current error. Cheap, from any thread."""
+        buffered = len(self._buf) + sum(len(batch) for batch in list(self._batches))
+        sink_health = getattr(self._sink, "health", None)
+        sink = sink_health() if sink_health is not None else None
+        error = self._error or (sink.error if sink is not None else None)
+        if self._error is not None or self._dropped:
+            status: Literal["ok", "degraded", "failing"] = "failing"
+        elif sink is not None and sink.degraded:
+            status = "degraded"
+        else:
+            status = "ok"
+        return CaptureHealth(
+            status=status,
+            destination=self._where,
+            records_written=self._written,
+            records_buffered=buffered,
+            records_spooled=sink.records_spooled if sink is not None else 0,
+            records_dropped=self._dropped,
+            error=error,
+        )
+
+    def drop_unwritten(self) -> int:
+        """Give up the records still in memory (the process is about to exit).
+
+        Call it after :meth:`close`: what close could not write is counted in
+        :attr:`records_dropped` and logged as an error.
+
+        Returns:
+            How many records were dropped now.
+        """
+        with self._lock, self._io_lock:
+            count = self._backlog()
+            self._buf.clear()
+            self._batches.clear()
+            self._pending_bytes = 0
+            self._dropped += count
+        if count:
+            logger.error(
+                "data capture to %s lost %d records: neither the destination nor a "
+                "fallback spool took them (%s); %d records dropped in all",
+                self._where, count, self._error or "the writer stopped", self._dropped,
+            )
+        return count
 
     def should_capture(self) -> bool:
         """Whether to capture the next request, drawn at ``sampling_percentage``."""
@@ -290,8 +389,9 @@ class CaptureWriter:
 
         Raises:
             TypeError: a body is not bytes or a content type is not a string.
-            ServingError: the capture files cannot be written and too many records wait in
-                memory (they are kept; fix the destination).
+
+        While nothing can be written and ``2 * max_buffered_records`` records wait in
+        memory, further records are dropped (counted in :attr:`records_dropped`).
         """
         if type(input_body) is not bytes:
             input_body = _as_bytes(input_body, "input_body")
@@ -308,6 +408,8 @@ class CaptureWriter:
         item = (ts, event_id, inference_id, input_body, input_content_type,
                 output_body, output_content_type)
         with self._lock:
+            if self._overflowing and self._drop_over_cap(1):
+                return event_id
             self._buf.append(item)
             self._pending_bytes += len(input_body) + len(output_body)
             over = (
@@ -343,10 +445,11 @@ class CaptureWriter:
             if not self._flush():
                 return  # re-entered in the middle of a write: the outer call finishes it
         except OSError as exc:
+            self._error = reason(exc)
             logger.error(
-                "data capture to %s could not write %d buffered records (%s); they are kept "
-                "in memory: fix the destination and call close() again",
-                self._where, self._backlog(), reason(exc),
+                "data capture to %s could not write %d buffered records (%s); they stay in "
+                "memory until close() is called again or drop_unwritten() gives them up",
+                self._where, self._backlog(), self._error,
             )
             return
         with self._io_lock:
@@ -370,18 +473,24 @@ class CaptureWriter:
     # ------------------------------------------------------------------ buffer → files
 
     def _run(self) -> None:
+        redeliver_at: float | None = None
         while not self._stop.wait(self._config.flush_interval_s):
             try:
                 self._flush()
                 self._rotate_if_due()
-                if self._deliver_due:
-                    self._deliver_due = False  # a failed delivery waits for the next file
-                    self._sink.deliver()
+                now = time.monotonic()
+                if self._deliver_due or (redeliver_at is not None and now >= redeliver_at):
+                    self._deliver_due = False
+                    # A failed delivery is retried with the next file, or after a rotation
+                    # interval without one (a spool waiting for its destination).
+                    delivered = self._sink.deliver()
+                    redeliver_at = None if delivered else now + self._config.rotate_interval_s
             except Exception as exc:  # the thread must survive a full disk or a bad network
                 self._report(exc)
 
     def _report(self, exc: BaseException) -> None:
         text = reason(exc)
+        self._error = text
         now = time.monotonic()
         last_time, last_text = self._last_report
         if text != last_text or now - last_time > 60:
@@ -401,12 +510,21 @@ class CaptureWriter:
             self._flush()
         except OSError as exc:
             self._report(exc)
-            if self._backlog() > 2 * self.max_buffered_records:
-                raise ServingError(
-                    f"data capture to {self._where} is failing ({reason(exc)}) and "
-                    f"{self._backlog()} records wait in memory; they are kept, but fix the "
-                    "destination (space, permissions) or disable capture"
-                ) from exc
+            with self._lock:
+                self._overflowing = self._backlog() >= 2 * self.max_buffered_records
+
+    def _drop_over_cap(self, count: int) -> bool:
+        """Under ``self._lock``: drop ``count`` new records if memory is full; dropped?"""
+        if self._backlog() < 2 * self.max_buffered_records:
+            return False
+        self._dropped += count
+        if self._dropped == count or self._dropped % 10_000 < count:
+            logger.error(
+                "data capture to %s is failing (%s) and %d records wait in memory: new "
+                "records are dropped (%d so far) until a write works",
+                self._where, self._error, self._backlog(), self._dropped,
+            )
+        return True
 
     def _write_late(self) -> None:
         """A record after close(): write (and deliver) it at once rather than lose it."""
@@ -434,8 +552,13 @@ class CaptureWriter:
             try:
                 while self._batches:
                     self._write_batch(self._batches.popleft())
+            except OSError as exc:
+                self._error = reason(exc)
+                raise
             finally:
                 self._in_io = False
+            self._error = None
+            self._overflowing = False
         return True
 
     def _write_batch(self, batch: list[_Item]) -> None:

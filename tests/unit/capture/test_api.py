@@ -9,8 +9,9 @@ import mlops.capture
 from tests.conftest import REPO
 
 PUBLIC = {
-    "GROUND_TRUTH_FOLDER", "CaptureConfig", "CaptureSink", "CaptureStats", "CaptureWriter",
-    "Destination", "JoinStats", "LocalFolderSink", "S3SpoolSink", "capture_frame",
+    "GROUND_TRUTH_FOLDER", "CaptureConfig", "CaptureHealth", "CaptureSink", "CaptureStats",
+    "CaptureWriter", "Destination", "FallbackSink", "JoinStats", "LocalFolderSink",
+    "S3SpoolSink", "SinkHealth", "capture_frame",
     "decode_payload", "iter_capture_files", "iter_ground_truth_files", "join_ground_truth",
     "list_variants", "open_sink", "parse_destination", "parse_predictions", "read_capture",
     "read_capture_frame", "read_ground_truth", "read_label_file", "write_ground_truth",
