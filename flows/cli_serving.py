@@ -51,7 +51,7 @@ def serve(
 
     if (model is None) == (model_dir is None):
         raise ConfigError("give --model NAME[@ALIAS|/VERSION] or --model-dir PATH (not both)")
-    run_server(
+    status = run_server(
         load_settings(),
         model=model,
         model_dir=model_dir,
@@ -64,3 +64,5 @@ def serve(
         variant_name=variant_name,
         max_payload_mb=max_payload_mb,
     )
+    if status:  # captured records were dropped (74); the log says how many
+        raise typer.Exit(status)

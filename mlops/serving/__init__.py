@@ -10,9 +10,10 @@ from __future__ import annotations
 from mlops.serving.app import CaptureOptions, ServerConfig, ServingApp, create_app
 from mlops.serving.codec import PayloadError
 from mlops.serving.model import ResolvedModel, ServingModel, parse_model_ref, resolve_model
-from mlops.serving.server import plan_server, run_server
+from mlops.serving.server import CAPTURE_LOST_EXIT_CODE, plan_server, run_server
 
 __all__ = [
+    "CAPTURE_LOST_EXIT_CODE",
     "CaptureOptions",
     "PayloadError",
     "ResolvedModel",

@@ -1,6 +1,8 @@
 """``python -m mlops.serving``: the model server (the container's ``serve`` entry point).
 
 Takes the options of ``mlops serve``; settings come from ``mlops.toml`` and ``MLOPS_*``.
+Exit status: 0 after SIGTERM/SIGINT, 1 on bad options or settings, 74 when captured
+records were dropped.
 """
 
 from __future__ import annotations
@@ -46,13 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv``, serve until SIGTERM/SIGINT; print one line and return 1 on errors."""
+    """Parse ``argv``, serve until SIGTERM/SIGINT; the exit status.
+
+    0 after a stop with nothing lost, 1 (one line printed) on errors in the options or
+    settings, 74 when captured records were dropped (see :mod:`mlops.serving.server`).
+    """
     args = build_parser().parse_args(argv)
     from mlops.serving.server import run_server
     from mlops.settings import load_settings
 
     try:
-        run_server(
+        return run_server(
             load_settings(),
             model=args.model,
             model_dir=args.model_dir,
@@ -68,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     except MlopsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

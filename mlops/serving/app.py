@@ -6,6 +6,12 @@ Routes: ``GET /ping`` (200 once the model is loaded, else 503), ``POST /invocati
 raised, 503 not ready, 404/405 other paths and methods. There is no framework on the hot
 path: headers are matched once, responses reuse preencoded header lists, nothing is logged
 per request.
+
+With data capture on, ``/ping`` also says how capture stands, and still answers 200 (the
+server is ready to serve): the body's ``capture`` object and the ``X-Mlops-Capture`` header
+(``ok``; ``degraded``: records wait in the fallback spool; ``failing``: records can be
+written nowhere, or were dropped), with ``X-Mlops-Capture-Pending`` and
+``X-Mlops-Capture-Dropped`` counts.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from mlops.serving.codec import (
@@ -55,6 +62,8 @@ class CaptureOptions:
     flush_interval_s: float = 1.0
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
+    spool_dir: str | None = None
+    fallback_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,7 @@ class ServerConfig:
     workers: int = 1
     capture: CaptureOptions | None = None
     log_level: str = "info"
+    report_dir: str | None = None  # where each worker leaves its capture summary at exit
 
     def to_json(self) -> str:
         """The config as one JSON string."""
@@ -119,6 +129,7 @@ class ServingApp:
         self._csv_headers = [(b"content-type", b"text/csv; charset=utf-8"), *self._common]
         self._json_headers = [(b"content-type", b"application/json"), *self._common]
         self._ping_body = b""
+        self._ping_info: dict[str, Any] = {}
         self._capture_warned_at = -1e9
         if model is not None:
             self._ready(model)
@@ -193,8 +204,20 @@ class ServingApp:
     async def _ping(self, send: Send) -> None:
         if self.model is None:
             await self._error(send, 503, self._not_ready())
-        else:
+            return
+        writer = self.writer
+        if writer is None:
             await self._respond(send, 200, self._ping_body, self._json_headers)
+            return
+        health = writer.health()
+        headers = [
+            *self._json_headers,
+            (b"x-mlops-capture", health.status.encode()),
+            (b"x-mlops-capture-pending", str(health.records_pending).encode()),
+            (b"x-mlops-capture-dropped", str(health.records_dropped).encode()),
+        ]
+        body = _json({**self._ping_info, "capture": health.as_dict()})
+        await self._respond(send, 200, body, headers)
 
     async def _execution_parameters(self, send: Send) -> None:
         body = _json(
@@ -353,10 +376,28 @@ class ServingApp:
             threading.Thread(target=self._load, name="mlops-model-load", daemon=True).start()
 
     def shutdown(self) -> None:
-        """Flush and close the capture writer."""
+        """Flush and close the capture writer; leave this worker's capture summary.
+
+        What neither the destination nor the fallback spool took is dropped (the process
+        is about to exit), counted and logged; the summary in ``report_dir`` lets the
+        server's exit code say so.
+        """
         writer, self.writer = self.writer, None
-        if writer is not None:
-            writer.close()
+        if writer is None:
+            return
+        writer.close()
+        writer.drop_unwritten()
+        health = writer.health()
+        if health.records_spooled:
+            logger.warning(
+                "data capture: %d records wait in the fallback spool for %s; the next server "
+                "capturing there moves them", health.records_spooled, health.destination,
+            )
+        if self.config.report_dir:
+            report = Path(self.config.report_dir) / f"{self.pid}.json"
+            staging = report.with_suffix(".tmp")
+            staging.write_text(json.dumps(health.as_dict()))
+            staging.replace(report)
 
     def _load(self) -> None:
         try:
@@ -375,18 +416,17 @@ class ServingApp:
         logger.error("model %s did not load: %s", self.config.model_dir, self.load_error)
 
     def _ready(self, model: ServingModel) -> None:
-        self._ping_body = _json(
-            {
-                "status": "ok",
-                "model": model.name,
-                "version": model.version,
-                "flavor": model.flavor,
-                "task": model.task,
-                "features": list(model.feature_names),
-                "pid": self.pid,
-                "loaded_at": time.time(),
-            }
-        )
+        self._ping_info = {
+            "status": "ok",
+            "model": model.name,
+            "version": model.version,
+            "flavor": model.flavor,
+            "task": model.task,
+            "features": list(model.feature_names),
+            "pid": self.pid,
+            "loaded_at": time.time(),
+        }
+        self._ping_body = _json(self._ping_info)
         self.model = model
 
 

@@ -4,14 +4,28 @@ Workers are spawned by uvicorn's supervisor; each builds the app through
 :func:`mlops.serving.app.create_app` from the :class:`ServerConfig` the parent puts in the
 environment. On SIGTERM/SIGINT the supervisor sends SIGTERM to every worker, each drains
 its connections and runs the lifespan shutdown, which flushes data capture.
+
+Exit status of :func:`run_server` (and of ``python -m mlops.serving``): 0 once stopped by
+SIGTERM/SIGINT with every captured record at its destination or in the fallback spool
+(``<work_dir>/capture-spool``, moved to the destination by the next server);
+:data:`CAPTURE_LOST_EXIT_CODE` (74) when some records could be written nowhere and were
+dropped (the log says how many).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 import logging
 import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from mlops.errors import ConfigError
@@ -21,12 +35,21 @@ from mlops.serving.model import ResolvedModel, find_model_dir, read_mlmodel, res
 if TYPE_CHECKING:
     from mlops.settings import Settings
 
-__all__ = ["default_port", "default_workers", "plan_server", "run_server"]
+__all__ = [
+    "CAPTURE_LOST_EXIT_CODE",
+    "default_port",
+    "default_workers",
+    "plan_server",
+    "run_server",
+]
 
 logger = logging.getLogger(__name__)
 
 APP_FACTORY = "mlops.serving.app:create_app"
 GRACEFUL_SHUTDOWN_S = 10
+CAPTURE_LOST_EXIT_CODE = 74  # sysexits' EX_IOERR
+"""Exit status when captured records were dropped: neither the destination nor the
+fallback spool could take them."""
 
 
 def _env_int(name: str, low: int, high: int) -> int | None:
@@ -83,7 +106,8 @@ def plan_server(
     """Resolve (and download) the model and assemble what every worker needs.
 
     Capture is on when ``capture_destination`` is given, or when the settings name a
-    ``serving.capture.destination`` and leave capture enabled.
+    ``serving.capture.destination`` and leave capture enabled. Records the destination
+    refuses go to ``<work_dir>/capture-spool`` (S3 files wait there for upload too).
     """
     if (model is None) == (model_dir is None):
         raise ConfigError(
@@ -120,6 +144,8 @@ def plan_server(
             flush_interval_s=capture_settings.flush_interval_s,
             aws_region=settings.effective_aws_region,
             aws_endpoint_url=settings.aws.endpoint_url,
+            spool_dir=str(settings.work_dir.resolve() / "capture-spool"),
+            fallback_dir=str(settings.work_dir.resolve() / "capture-spool"),
         )
     return ServerConfig(
         model_dir=str(resolved.path),
@@ -145,7 +171,7 @@ def run_server(
     endpoint_name: str | None = None,
     variant_name: str = "AllTraffic",
     max_payload_mb: float | None = None,
-) -> None:
+) -> int:
     """Serve a model over HTTP until SIGTERM/SIGINT (SageMaker's inference contract).
 
     Args:
@@ -163,6 +189,10 @@ def run_server(
         endpoint_name: endpoint name in the capture path; default the model name.
         variant_name: production variant, in the response header and the capture path.
         max_payload_mb: request body limit; default ``serving.max_payload_mb`` (6).
+
+    Returns:
+        The exit status: 0, or :data:`CAPTURE_LOST_EXIT_CODE` when captured records were
+        dropped.
     """
     import uvicorn
 
@@ -177,25 +207,73 @@ def run_server(
         variant_name=variant_name,
         max_payload_mb=max_payload_mb,
     )
+    report_dir = tempfile.mkdtemp(prefix="mlops-serve-")
+    config = dataclasses.replace(config, report_dir=report_dir)
     saved = os.environ.get(CONFIG_ENV)
     os.environ[CONFIG_ENV] = config.to_json()  # read by create_app in every worker
     try:
-        uvicorn.run(
-            APP_FACTORY,
-            factory=True,
-            host=host or settings.serving.host,
-            port=default_port(settings) if port is None else port,
-            workers=config.workers,
-            loop=_available("uvloop", "asyncio"),
-            http=_available("httptools", "h11"),
-            lifespan="on",
-            access_log=False,
-            server_header=False,
-            log_level=config.log_level,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        )
+        with _stop_quietly():
+            uvicorn.run(
+                APP_FACTORY,
+                factory=True,
+                host=host or settings.serving.host,
+                port=default_port(settings) if port is None else port,
+                workers=config.workers,
+                loop=_available("uvloop", "asyncio"),
+                http=_available("httptools", "h11"),
+                lifespan="on",
+                access_log=False,
+                server_header=False,
+                log_level=config.log_level,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            )
+        return _exit_status(report_dir)
     finally:
+        shutil.rmtree(report_dir, ignore_errors=True)
         if saved is None:
             os.environ.pop(CONFIG_ENV, None)
         else:
             os.environ[CONFIG_ENV] = saved
+
+
+@contextmanager
+def _stop_quietly() -> Iterator[None]:
+    """Let a SIGTERM end ``uvicorn.run`` like SIGINT does, so the caller sets the status.
+
+    A single-worker uvicorn re-raises the signal that stopped it once it has shut down;
+    with the default action that kills the process before :func:`run_server` can return.
+    """
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # uvicorn.run returns on it
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass  # a signal before uvicorn took over the handlers: nothing was served
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_status(report_dir: str) -> int:
+    """0, or :data:`CAPTURE_LOST_EXIT_CODE` when a worker's summary counts dropped records."""
+    dropped = spooled = 0
+    for path in Path(report_dir).glob("*.json"):
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        dropped += int(report.get("records_dropped", 0))
+        spooled += int(report.get("records_spooled", 0))
+    if spooled:
+        logger.warning(
+            "data capture: %d records wait in the fallback spool; the next server capturing "
+            "to the same destination moves them there", spooled,
+        )
+    if dropped:
+        logger.error(
+            "data capture dropped %d records (neither the destination nor the fallback spool "
+            "took them); exiting with status %d", dropped, CAPTURE_LOST_EXIT_CODE,
+        )
+        return CAPTURE_LOST_EXIT_CODE
+    return 0
