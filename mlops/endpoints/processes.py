@@ -8,10 +8,13 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
+    "command_line",
     "find_free_port",
+    "find_processes",
     "is_process_of",
     "kill_group",
     "log_tail",
@@ -118,3 +121,46 @@ def log_tail(path: Path, lines: int = 25) -> str:
         return f"(no log at {path})"
     tail = "\n".join(text.rstrip().splitlines()[-lines:])
     return tail or f"({path} is empty)"
+
+
+def command_line(pid: int) -> list[str] | None:
+    """The arguments process ``pid`` was started with, or ``None`` when it cannot be read."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def find_processes(
+    match: Callable[[list[str]], bool], *, env: dict[str, str] | None = None
+) -> list[int]:
+    """Live processes whose arguments satisfy ``match`` and, with ``env``, whose environment
+    holds those values (processes whose environment cannot be read are left out).
+
+    How ``delete --force`` finds an endpoint's gateway and model servers when no readable
+    state names them. Where ``/proc`` does not exist nothing is found.
+    """
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        pid = int(entry.name)
+        if pid == os.getpid():
+            continue
+        args = command_line(pid)
+        if not args or not match(args) or not pid_alive(pid):
+            continue
+        if env:
+            environ = _environment(pid)
+            if environ is None or any(environ.get(k) != v for k, v in env.items()):
+                continue
+        found.append(pid)
+    return sorted(found)
+
+
+def _environment(pid: int) -> dict[str, str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}

@@ -5,6 +5,12 @@ blue with no traffic, smoke-tests it (pre-traffic hook), shifts traffic step by 
 watching the alarms, checks that green served live traffic that capture recorded
 (post-traffic hook), waits the termination period and retires blue. Any alarm, a failed
 hook or the maximum execution time puts all traffic back on blue in one weight update.
+
+An observer is told each step as it starts and each alarm reading as it is taken, so the
+record and the endpoint's in-progress note are written as the rollout goes. A rollout whose
+process died can be resumed from the step it was in (:class:`ResumePoint`): green is smoke
+tested again, that step's shift and full bake run again from the current split, and the
+remaining steps follow; nothing is skipped.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -25,7 +31,17 @@ from mlops.rollout.policy import BlueGreenPolicy
 if TYPE_CHECKING:
     from mlops.endpoints.client import EndpointClient
 
-__all__ = ["RolloutResult", "RolloutStep", "iso", "run_rollout", "variant_name_for"]
+__all__ = [
+    "Phase",
+    "ResumePoint",
+    "RolloutObserver",
+    "RolloutResult",
+    "RolloutStep",
+    "iso",
+    "restore_blue",
+    "run_rollout",
+    "variant_name_for",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +49,8 @@ logger = logging.getLogger(__name__)
 # (after a full shift blue serves nothing more, and ALL_AT_ONCE never splits traffic).
 _BLUE_LOOKBACK_S = 900.0
 _DRAIN_S = 1.0
+
+Phase = Literal["start", "shift", "post_traffic", "retire", "rollback"]
 
 
 class RolloutStep(BaseModel):
@@ -87,6 +105,28 @@ class RolloutResult(BaseModel):
         return f"rollout {self.endpoint} {arrow}: {self.outcome} in {took} ({self.reason})"
 
 
+class RolloutObserver(Protocol):
+    """Told what a rollout does while it does it (its record, its note on disk)."""
+
+    def on_start(self, blue: str | None, green: str) -> None:
+        """The endpoint passed the checks; nothing has changed on it yet."""
+
+    def on_step(self, steps: list[RolloutStep], phase: Phase, index: int) -> None:
+        """``steps[-1]`` starts now; ``index`` is its place in the green shares (shifts)."""
+
+    def on_point(self, index: int, started_at: float, point: dict[str, float]) -> None:
+        """The alarm values of poll ``index`` (``point["t"]``: seconds from ``started_at``)."""
+
+
+class ResumePoint(BaseModel):
+    """Where an interrupted rollout stood: its variants and the step it was in."""
+
+    blue: str | None
+    green: str
+    phase: Phase
+    share_index: int = 0
+
+
 def variant_name_for(version: str | int) -> str:
     """The variant name a registry version gets on an endpoint: ``v<version>``."""
     return f"v{version}"
@@ -116,8 +156,10 @@ class _Run:
         capture_check: Callable[[float], int] | None,
         require_live_traffic: bool,
         poll_s: float,
+        observer: RolloutObserver | None = None,
     ) -> None:
         self.client = client
+        self.observer = observer
         self.policy = policy
         self.blue = blue
         self.green = green
@@ -134,10 +176,14 @@ class _Run:
         self.blue_before: list[float] | None = None
 
     # -- steps -------------------------------------------------------------------------
-    def step(self, name: str, share: float = 0.0) -> RolloutStep:
+    def step(
+        self, name: str, share: float = 0.0, *, phase: Phase = "start", index: int = 0
+    ) -> RolloutStep:
         step = RolloutStep(name=name, started_at=time.time(), green_share=share)
         self.steps.append(step)
         logger.info("rollout: %s", name)
+        if self.observer is not None:  # before the step acts: a crash in it is found there
+            self.observer.on_step(self.steps, phase, index)
         return step
 
     def check_deadline(self) -> None:
@@ -160,9 +206,11 @@ class _Run:
             ) from None
         step.ended_at = time.time()
 
-    def pre_traffic_hook(self) -> None:
+    def pre_traffic_hook(self, phase: Phase = "start", index: int = 0) -> None:
         step = self.step(
-            f"pre-traffic hook: smoke test {self.green} with {self.smoke_rows} reference rows"
+            f"pre-traffic hook: smoke test {self.green} with {self.smoke_rows} reference rows",
+            phase=phase,
+            index=index,
         )
         result = self.client.invoke(
             self.smoke_body,
@@ -188,8 +236,10 @@ class _Run:
             )
         step.detail = f"{self.smoke_rows} rows answered in {result.latency_ms:.0f} ms"
 
-    def shift(self, share: float) -> None:
-        step = self.step(f"shift {share:g}% of traffic to {self.green}", share)
+    def shift(self, share: float, index: int = 0) -> None:
+        step = self.step(
+            f"shift {share:g}% of traffic to {self.green}", share, phase="shift", index=index
+        )
         weights = {self.green: share}
         if self.blue is not None:
             weights[self.blue] = 100.0 - share
@@ -243,10 +293,16 @@ class _Run:
         report = evaluate_alarms(green, blue, self.policy.alarms, final=final)
         self.last_report = report
         self.timeline.append({"t": time.time() - self.started, **report.metrics()})
+        if self.observer is not None:
+            self.observer.on_point(len(self.timeline) - 1, self.started, self.timeline[-1])
         return report
 
     def post_traffic_hook(self) -> None:
-        step = self.step(f"post-traffic hook: {self.green} served live traffic")
+        step = self.step(
+            f"post-traffic hook: {self.green} served live traffic",
+            phase="post_traffic",
+            index=len(self.policy.routing.green_shares()) - 1,
+        )
         report = self.last_report or self.observe(final=True)
         served = report.green_requests
         needed = self.policy.alarms.min_requests if self.require_live_traffic else 0
@@ -276,24 +332,42 @@ class _Run:
             step.detail = f"{served} live requests"
 
     def retire_blue(self) -> None:
-        step = self.step(f"termination wait {self.policy.termination_wait_s:g}s, then retire blue")
+        step = self.step(
+            f"termination wait {self.policy.termination_wait_s:g}s, then retire blue",
+            phase="retire",
+        )
         self.bake(step, self.policy.termination_wait_s)
-        if self.blue is not None:
+        present = {v.name for v in self.client.state().variants}
+        if self.blue is not None and self.blue in present:
             self.client.remove_variant(self.blue)
             step.detail = f"removed {self.blue}"
+        elif self.blue is not None:  # a resumed rollout whose process died after removing it
+            step.detail = f"{self.blue} was already removed"
         step.ended_at = time.time()
 
     def roll_back(self) -> None:
-        step = self.step(f"roll back: all traffic to {self.blue or '(none)'}")
-        if self.blue is not None:
-            self.client.set_weights({self.blue: 100.0, self.green: 0.0})
-        time.sleep(_DRAIN_S)  # requests already sent to green finish before it stops
-        try:
-            self.client.remove_variant(self.green)
-            step.detail = f"removed {self.green}"
-        except EndpointError as exc:  # green never got created
-            step.detail = f"green not removed: {exc}"
+        step = self.step(f"roll back: all traffic to {self.blue or '(none)'}", phase="rollback")
+        step.detail = restore_blue(self.client, self.blue, self.green)
         step.ended_at = time.time()
+
+
+def restore_blue(client: EndpointClient, blue: str | None, green: str) -> str:
+    """Put all traffic on ``blue`` in one weight update, let green's requests finish, remove
+    green; return what was done. Used by a rollback and by ``mlops endpoint rollback``."""
+    present = {v.name for v in client.state().variants}
+    if blue is not None:
+        weights = {blue: 100.0}
+        if green in present:
+            weights[green] = 0.0
+        client.set_weights(weights)
+    if green not in present:
+        return f"{green} was not running"
+    time.sleep(_DRAIN_S)  # requests already sent to green finish before it stops
+    try:
+        client.remove_variant(green)
+    except EndpointError as exc:  # it went away meanwhile
+        return f"green not removed: {exc}"
+    return f"removed {green}"
 
 
 def run_rollout(
@@ -311,6 +385,8 @@ def run_rollout(
     versions: dict[str, str] | None = None,
     green_variant: str | None = None,
     poll_s: float = 0.5,
+    observer: RolloutObserver | None = None,
+    resume: ResumePoint | None = None,
 ) -> RolloutResult:
     """Roll ``green_ref`` out on ``endpoint`` under ``policy``; roll back on any alarm.
 
@@ -330,6 +406,9 @@ def run_rollout(
         versions: variant name → registry version, to name blue's version in the record.
         green_variant: green's variant name; default ``v<green_version>``.
         poll_s: how often the alarms are read during a bake.
+        observer: told of the start, each step and each alarm reading as they happen.
+        resume: continue an interrupted rollout of the same green from where it stood
+            (``MaximumExecutionTimeoutInSeconds`` counts from the resumption).
 
     Returns:
         The record: ``outcome`` is ``completed`` or ``rolled_back`` with the reason.
@@ -339,23 +418,46 @@ def run_rollout(
             rollback itself failed (the record says what traffic looks like).
     """
     state = client.state()
-    production = [v for v in state.variants if not v.shadow and v.weight > 0]
-    if len(production) > 1:
-        names = ", ".join(f"{v.name} ({v.weight:g})" for v in production)
-        raise RolloutError(
-            f"endpoint {endpoint} splits traffic between {names}; a rollout needs one blue "
-            "variant: finish or undo the other rollout first (mlops endpoint update-weights)"
-        )
-    blue = production[0].name if production else None
-    green = green_variant or variant_name_for(green_version)
+    present = {v.name for v in state.variants}
+    if resume is None:
+        production = [v for v in state.variants if not v.shadow and v.weight > 0]
+        if len(production) > 1:
+            names = ", ".join(f"{v.name} ({v.weight:g})" for v in production)
+            raise RolloutError(
+                f"endpoint {endpoint} splits traffic between {names}; a rollout needs one blue "
+                "variant: finish or undo the other rollout first (mlops endpoint update-weights)"
+            )
+        blue = production[0].name if production else None
+        green = green_variant or variant_name_for(green_version)
+    else:
+        blue, green = resume.blue, resume.green
+        if resume.phase == "rollback":
+            raise RolloutError(
+                f"the interrupted rollout of {green} on {endpoint} was rolling back; finish "
+                f"that with `mlops endpoint rollback {endpoint}`"
+            )
+        if blue is not None and blue not in present and resume.phase != "retire":
+            raise RolloutError(
+                f"blue variant {blue} of endpoint {endpoint} is gone, so the rollout of "
+                f"{green} cannot go on safely; check `mlops endpoint describe {endpoint}`"
+            )
     if blue == green:
         raise RolloutError(
             f"endpoint {endpoint} already serves {model_name} v{green_version} as {green}; "
             "nothing to roll out"
         )
-    for leftover in state.variants:
-        if leftover.name == green:  # a zero-weight green left by an interrupted rollout
-            client.remove_variant(green)
+    shares = policy.routing.green_shares()
+    fresh = resume is None or resume.phase == "start" or green not in present
+    if fresh:
+        first = 0
+    elif resume.phase == "shift":
+        first = min(resume.share_index, len(shares) - 1)
+    elif resume.phase == "post_traffic":
+        first = len(shares) - 1  # bake the full share again: the hook needs a fresh window
+    else:  # retire: every share passed, only the termination wait is left
+        first = len(shares)
+    if fresh and green in present:  # a zero-weight green left by a rollout that died early
+        client.remove_variant(green)
     run = _Run(
         client,
         policy,
@@ -366,16 +468,23 @@ def run_rollout(
         capture_check=capture_check,
         require_live_traffic=require_live_traffic,
         poll_s=poll_s,
+        observer=observer,
     )
+    if observer is not None:
+        observer.on_start(blue, green)
     outcome: Literal["completed", "rolled_back"] = "completed"
     reason = "all steps passed; blue retired"
     alarm = None
     try:
-        run.start_green(green_ref)
-        run.pre_traffic_hook()
-        for share in policy.routing.green_shares():
-            run.shift(share)
-        run.post_traffic_hook()
+        if fresh:
+            run.start_green(green_ref)
+            run.pre_traffic_hook()
+        elif first < len(shares):  # green answers again before it gets more traffic
+            run.pre_traffic_hook("shift", first)
+        for index in range(first, len(shares)):
+            run.shift(shares[index], index)
+        if first < len(shares):
+            run.post_traffic_hook()
         run.retire_blue()
     except _Rollback as rollback:
         outcome, reason, alarm = "rolled_back", rollback.reason, rollback.alarm
@@ -388,6 +497,9 @@ def run_rollout(
                 f"rollback failed: {exc}; check `mlops endpoint describe {endpoint}` and set "
                 f"weights by hand (mlops endpoint update-weights {endpoint} {blue}=100)"
             ) from None
+    if resume is not None and outcome == "completed":
+        where = "from the start" if fresh else f"in its {resume.phase.replace('_', '-')} phase"
+        reason = f"resumed {where}; {reason}"
     versions = versions or {}
     return RolloutResult(
         endpoint=endpoint,

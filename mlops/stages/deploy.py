@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from mlops.errors import ApprovalError, EndpointNotFoundError, RolloutError
 from mlops.registry import get_version
 from mlops.rollout import BlueGreenPolicy, RolloutResult, RolloutStep, record_rollout, run_rollout
-from mlops.rollout.controller import variant_name_for
+from mlops.rollout.controller import ResumePoint, variant_name_for
 from mlops.stages._progress import stage_done, stage_started
 from mlops.tracking import (
     ALIAS_CHAMPION,
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
 
+    from mlops.endpoints.state import EndpointState
     from mlops.settings import Settings
 
 __all__ = [
@@ -42,7 +43,10 @@ __all__ = [
     "deploy_to_endpoint",
     "endpoint_name",
     "evaluate_on_endpoint",
+    "promote_champion",
+    "refuse_if_interrupted",
     "require_approved",
+    "roll_out",
 ]
 
 logger = logging.getLogger(__name__)
@@ -160,9 +164,61 @@ def deploy_to_endpoint(
 
     A new endpoint starts with the version as its only variant. An existing one gets a
     blue/green rollout under ``policy``. Either way a record run is logged in
-    ``<model>/deployments`` and its id is in the result.
+    ``<model>/deployments`` and its id is in the result. The endpoint's rollout lock is held
+    throughout.
+
+    Raises:
+        RolloutError: another process holds the endpoint's rollout lock, or an interrupted
+            rollout waits for ``mlops endpoint rollback`` or ``resume`` (the message says
+            which, and who).
     """
-    from mlops.endpoints.client import EndpointClient
+    from mlops.endpoints.rollout_lock import EndpointLock, LockHolder
+
+    holder = LockHolder.of_this_process("rollout", f"{model_name} v{version}")
+    with EndpointLock(settings.endpoints_dir, endpoint, holder):
+        refuse_if_interrupted(settings, endpoint)
+        return _deploy_locked(
+            settings,
+            model_name=model_name,
+            version=version,
+            endpoint=endpoint,
+            policy=policy,
+            require_live_traffic=require_live_traffic,
+            tags=tags,
+        )
+
+
+def refuse_if_interrupted(settings: Settings, endpoint: str) -> None:
+    """Raise :class:`RolloutError` when ``endpoint`` has an interrupted rollout."""
+    from mlops.endpoints.manager import describe_endpoint
+    from mlops.endpoints.rollout_lock import read_note
+    from mlops.errors import EndpointError
+
+    note = read_note(settings.endpoints_dir, endpoint)
+    if note is None:
+        return
+    try:
+        state = describe_endpoint(settings, endpoint)
+    except EndpointError:
+        state = None
+    raise RolloutError(
+        f"endpoint {endpoint!r} has an interrupted {note.summary(state)} (its process, pid "
+        f"{note.pid} on {note.host}, is gone). Deal with it first: `mlops endpoint rollback "
+        f"{endpoint}` puts all traffic back on {note.blue or 'blue'}, `mlops endpoint resume "
+        f"{endpoint}` finishes it; `mlops endpoint describe {endpoint}` shows it"
+    )
+
+
+def _deploy_locked(
+    settings: Settings,
+    *,
+    model_name: str,
+    version: str,
+    endpoint: str,
+    policy: BlueGreenPolicy,
+    require_live_traffic: bool,
+    tags: dict[str, str] | None,
+) -> RolloutResult:
     from mlops.endpoints.manager import VariantSpec, create_endpoint, describe_endpoint
 
     client = connect(settings)
@@ -232,31 +288,85 @@ def deploy_to_endpoint(
         stage_started(
             "deploy", f"roll out {model_name} v{version} on {endpoint} ({policy.routing.type})"
         )
-        gateway = EndpointClient.for_endpoint(settings, endpoint)
-        versions = {v.name: str(v.model_version) for v in state.variants if v.model_version}
-        smoke_body, smoke_rows = reference_rows(settings, model_name, version, policy.smoke_rows)
-        capture = state.capture
-        counter = (
-            _capture_counter(settings, endpoint, variant, capture.destination)
-            if capture.enabled and capture.sampling_percentage > 0
-            else None
-        )
-        result = run_rollout(
-            gateway,
-            endpoint=endpoint,
+        result = roll_out(
+            settings,
+            state,
             model_name=model_name,
-            green_version=version,
+            version=version,
             green_ref=ref,
-            policy=policy,
-            smoke_body=smoke_body,
-            smoke_rows=smoke_rows,
-            capture_check=counter,
-            require_live_traffic=require_live_traffic,
-            versions=versions,
             green_variant=variant,
+            policy=policy,
+            require_live_traffic=require_live_traffic,
+            tags=tags,
         )
-    result.record_run_id = record_rollout(settings, result, tags=tags)
+    if result.record_run_id is None:
+        result.record_run_id = record_rollout(settings, result, tags=tags)
     stage_done("deploy", result.summary())
+    return result
+
+
+def roll_out(
+    settings: Settings,
+    state: EndpointState,
+    *,
+    model_name: str,
+    version: str,
+    green_ref: str,
+    green_variant: str,
+    policy: BlueGreenPolicy,
+    require_live_traffic: bool,
+    tags: dict[str, str] | None,
+    resume: ResumePoint | None = None,
+    resumed_from: str | None = None,
+) -> RolloutResult:
+    """Run a blue/green rollout on the endpoint of ``state`` (its lock held by the caller),
+    its record and in-progress note written as it goes; ``resume`` continues one."""
+    from mlops.endpoints.client import EndpointClient
+    from mlops.rollout.journal import RolloutJournal
+
+    endpoint = state.name
+    versions = {v.name: str(v.model_version) for v in state.variants if v.model_version}
+    smoke_body, smoke_rows = reference_rows(settings, model_name, version, policy.smoke_rows)
+    capture = state.capture
+    counter = (
+        _capture_counter(settings, endpoint, green_variant, capture.destination)
+        if capture.enabled and capture.sampling_percentage > 0
+        else None
+    )
+    journal = RolloutJournal(
+        settings,
+        endpoint=endpoint,
+        model_name=model_name,
+        green_version=version,
+        green_ref=green_ref,
+        policy=policy,
+        versions=versions,
+        require_live_traffic=require_live_traffic,
+        tags=tags,
+        resumed_from=resumed_from,
+    )
+    with EndpointClient.for_endpoint(settings, endpoint) as gateway:
+        try:
+            result = run_rollout(
+                gateway,
+                endpoint=endpoint,
+                model_name=model_name,
+                green_version=version,
+                green_ref=green_ref,
+                policy=policy,
+                smoke_body=smoke_body,
+                smoke_rows=smoke_rows,
+                capture_check=counter,
+                require_live_traffic=require_live_traffic,
+                versions=versions,
+                green_variant=green_variant,
+                observer=journal,
+                resume=resume,
+            )
+        except BaseException as exc:  # the note stays: rollback or resume takes over
+            journal.abandon(exc)
+            raise
+    journal.finish(result)
     return result
 
 
@@ -305,14 +415,16 @@ def deploy_prod(
         tags=tags,
     )
     if result.completed:
-        client.set_registered_model_alias(model_name, ALIAS_CHAMPION, result.green_version)
-        client.set_model_version_tag(
-            model_name,
-            result.green_version,
-            "mlops.deployed_at",
-            datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        )
+        promote_champion(client, model_name, result.green_version)
     return result
+
+
+def promote_champion(client: MlflowClient, model_name: str, version: str) -> None:
+    """``version`` serves prod now: alias ``champion`` and tag ``mlops.deployed_at``."""
+    client.set_registered_model_alias(model_name, ALIAS_CHAMPION, version)
+    client.set_model_version_tag(
+        model_name, version, "mlops.deployed_at", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
 
 
 class EndpointEvaluation(BaseModel):

@@ -55,6 +55,15 @@ class Tags:
     BATCH_INPUT = "mlops.batch.input"
     BATCH_OUTPUT = "mlops.batch.output"
     BATCH_OUTCOME = "mlops.batch.outcome"
+    # rollout records (<model>/deployments)
+    ROLLOUT_OUTCOME = "mlops.rollout.outcome"  # running, completed, rolled_back, interrupted
+    ROLLOUT_REASON = "mlops.rollout.reason"
+    ROLLOUT_ALARM = "mlops.rollout.alarm"
+    ROLLOUT_STEPS = "mlops.rollout.steps"
+    ROLLOUT_STEP = "mlops.rollout.step"  # the step it is in (the last one, once ended)
+    ROLLOUT_RECOVERY = "mlops.rollout.recovery"  # interrupted, then: rolled_back or resumed
+    ROLLOUT_RESUMED_FROM = "mlops.rollout.resumed_from"
+    ROLLOUT_RESUMED_BY = "mlops.rollout.resumed_by"
     # registered model: retraining cooldown (survives restarts)
     LAST_RETRAINING_AT = "mlops.retraining.last_started_at"
     LAST_RETRAINING_REASON = "mlops.retraining.last_reason"
