@@ -117,28 +117,58 @@ def describe(
     name: Annotated[str, typer.Argument(help="endpoint name")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Status, variants, weights and capture of one endpoint."""
+    """Status, variants, weights and capture of one endpoint, and a rollout in progress or
+    interrupted."""
     from mlops.endpoints import describe_endpoint
+    from mlops.endpoints.rollout_lock import rollout_status
 
-    state = describe_endpoint(_settings(), name)
+    settings = _settings()
+    state = describe_endpoint(settings, name)
+    rollout = rollout_status(settings.endpoints_dir, name)
     if as_json:
-        out.print_json(state.model_dump_json())
+        data = state.model_dump(mode="json")
+        data["rollout"] = (
+            {**rollout.note.model_dump(mode="json"), "interrupted": rollout.interrupted}
+            if rollout
+            else None
+        )
+        out.print_json(json.dumps(data))
         return
     _print_state(state)
+    if rollout is None:
+        return
+    line = rollout.note.summary(state, interrupted=rollout.interrupted)
+    if rollout.interrupted:
+        out.print(f"[red]{line}[/]", highlight=False)
+        out.print(
+            f"  its process (pid {rollout.note.pid} on {rollout.note.host}) is gone: "
+            f"`mlops endpoint rollback {name}` puts all traffic back on "
+            f"{rollout.note.blue or 'blue'}, `mlops endpoint resume {name}` finishes it",
+            highlight=False,
+        )
+    else:
+        holder = rollout.holder.describe() if rollout.holder else ""
+        out.print(f"[yellow]{line}[/]", highlight=False)
+        out.print(f"  held by {holder}", highlight=False)
 
 
 @endpoint_app.command("list")
 def list_(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Every local endpoint with its status."""
+    """Every local endpoint with its status (a damaged one too, marked so)."""
     from mlops.endpoints import list_endpoints
+    from mlops.endpoints.state import damaged_endpoints
 
-    states = list_endpoints(_settings())
+    settings = _settings()
+    states = list_endpoints(settings)
+    damaged = damaged_endpoints(settings.endpoints_dir)
     if as_json:
-        out.print_json(json.dumps([s.model_dump(mode="json") for s in states]))
+        rows = [s.model_dump(mode="json") for s in states]
+        rows += [{"name": n, "status": "Damaged", "error": e} for n, e in damaged.items()]
+        out.print_json(json.dumps(rows))
         return
-    if not states:
+    if not states and not damaged:
         out.print("no endpoints yet; create one with `mlops endpoint create NAME --model REF`")
         return
     table = Table("endpoint", "status", "url", "variants (weight)", "updated")
@@ -147,6 +177,14 @@ def list_(
             f"{v.name} (shadow)" if v.shadow else f"{v.name} ({v.weight:g})" for v in s.variants
         )
         table.add_row(s.name, _status(s.status), s.url, variants, s.updated_at)
+    for damaged_name in damaged:
+        table.add_row(
+            damaged_name,
+            "[red]Damaged[/]",
+            "-",
+            f"state file unreadable: `mlops endpoint delete {damaged_name} --force`",
+            "-",
+        )
     out.print(table)
 
 
@@ -249,13 +287,50 @@ def stop(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
 
 
 @endpoint_app.command("delete")
-def delete(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
+def delete(
+    name: Annotated[str, typer.Argument(help="endpoint name")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="also when the state file is damaged: stop the gateway and model servers "
+            "found running for this endpoint",
+        ),
+    ] = False,
+) -> None:
     """Stop the endpoint and remove its state (captured data stays)."""
     from mlops.endpoints import delete_endpoint
 
     with out.status(f"deleting endpoint {name}…"):
-        delete_endpoint(_settings(), name)
+        delete_endpoint(_settings(), name, force=force)
     out.print(f"deleted endpoint {name}")
+
+
+@endpoint_app.command("rollback")
+def rollback(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
+    """Undo an interrupted rollout: all traffic back on blue, green removed, record marked."""
+    from mlops.stages.recover import rollback_rollout
+
+    with out.status(f"rolling {name} back to blue…"):
+        result = rollback_rollout(_settings(), name)
+    out.print(f"[green]{result.summary()}[/]", highlight=False)
+
+
+@endpoint_app.command("resume")
+def resume(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
+    """Finish an interrupted rollout from the step it was in, with its recorded policy.
+
+    Green is smoke-tested again, the interrupted step's shift and full bake run again from
+    the current split, then the remaining steps; any alarm rolls back as usual.
+    """
+    from flows.cli_deploy import show_rollout
+    from mlops.stages.recover import resume_rollout
+
+    settings = _settings()
+    result = resume_rollout(settings, name)
+    show_rollout(result, settings)
+    if not result.completed:
+        raise EndpointError(f"resumed rollout of {name} rolled back: {result.reason}")
 
 
 @endpoint_app.command("invoke")

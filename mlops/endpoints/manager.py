@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from mlops.endpoints.client import EndpointClient
 from mlops.endpoints.processes import (
     find_free_port,
+    find_processes,
     is_process_of,
     log_tail,
     pid_alive,
@@ -263,17 +264,32 @@ def stop_endpoint(settings: Settings, name: str) -> EndpointState:
     return describe_endpoint(settings, name)
 
 
-def delete_endpoint(settings: Settings, name: str) -> None:
+def delete_endpoint(settings: Settings, name: str, *, force: bool = False) -> None:
     """Stop the gateway and its variants and remove the endpoint's state and logs.
 
-    Captured data stays where it was written.
+    Captured data stays where it was written. With ``force`` a damaged or missing state
+    file does not stop it: besides what the state names (when it can be read), the gateway
+    and model servers found running for this endpoint of this work dir are stopped (see
+    :func:`_stop_found`), then the folder is removed.
 
     Raises:
-        EndpointNotFoundError: no such endpoint.
+        EndpointNotFoundError: no such endpoint (with ``force``: no folder and no process).
+        EndpointStateError: the state file is damaged and ``force`` is not given.
     """
-    load_state(settings.endpoints_dir, name)
-    _teardown(settings, name, delete=True)
-    shutil.rmtree(endpoint_dir(settings.endpoints_dir, name), ignore_errors=True)
+    folder = endpoint_dir(settings.endpoints_dir, name)
+    try:
+        load_state(settings.endpoints_dir, name)
+    except EndpointError:
+        if not force:
+            raise
+        stopped = _stop_found(settings, name)
+        if not stopped and not folder.is_dir():
+            raise
+    else:
+        _teardown(settings, name, delete=True)
+        if force:
+            _stop_found(settings, name)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def endpoint_url(settings: Settings, name: str) -> str:
@@ -411,3 +427,28 @@ def _teardown(settings: Settings, name: str, *, delete: bool = False) -> None:
     for v in state.variants:
         if v.pid and is_process_of(v.pid, "mlops.serving", str(v.port)):
             terminate_process(v.pid)
+
+
+def _stop_found(settings: Settings, name: str) -> list[int]:
+    """Stop the processes running for endpoint ``name`` of this work dir; return their pids.
+
+    Found by their command lines (the gateway: ``-m mlops.endpoints --endpoint NAME``; a
+    model server: ``-m mlops.serving ... --endpoint-name NAME``) and by ``MLOPS_WORK_DIR`` in
+    their environment, so a same-named endpoint of another project is left alone.
+    """
+    env = {"MLOPS_WORK_DIR": str(settings.work_dir.resolve())}
+
+    def after(args: list[str], flag: str) -> str | None:
+        return args[args.index(flag) + 1] if flag in args[:-1] else None
+
+    gateways = find_processes(
+        lambda a: "mlops.endpoints" in a and after(a, "--endpoint") == name, env=env
+    )
+    for pid in gateways:  # a gateway stops its model servers as it shuts down
+        terminate_process(pid, grace_s=SHUTDOWN_TIMEOUT_S)
+    servers = find_processes(
+        lambda a: "mlops.serving" in a and after(a, "--endpoint-name") == name, env=env
+    )
+    for pid in servers:
+        terminate_process(pid)
+    return gateways + servers
