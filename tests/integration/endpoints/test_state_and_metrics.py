@@ -16,7 +16,7 @@ from mlops.endpoints.state import (
     state_path,
     validate_name,
 )
-from mlops.errors import EndpointError, EndpointNotFoundError
+from mlops.errors import EndpointError, EndpointNotFoundError, EndpointStateError
 
 
 @pytest.mark.parametrize("name", ["a", "taxi-prod", "A1", "a--b", "x" * 63])
@@ -38,7 +38,8 @@ def test_state_round_trip_is_atomic(tmp_path: Path) -> None:
     )
     path = save_state(tmp_path, state)
     assert path == state_path(tmp_path, "ep") == tmp_path / "ep" / "endpoint.json"
-    assert [p.name for p in path.parent.iterdir()] == ["endpoint.json"]  # no temp file left
+    # no temp file left; the backup of the last good state beside it
+    assert sorted(p.name for p in path.parent.iterdir()) == ["endpoint.json", "endpoint.json.bak"]
     loaded = load_state(tmp_path, "ep")
     assert loaded == state
     assert loaded.variant("v1").weight == 2.0
@@ -51,7 +52,11 @@ def test_load_errors(tmp_path: Path) -> None:
     with pytest.raises(EndpointNotFoundError, match="'ep' does not exist \\(endpoints: other\\)"):
         load_state(tmp_path, "ep")
     state_path(tmp_path, "other").write_text("{not json")
-    with pytest.raises(EndpointError, match="not valid.*mlops endpoint delete other"):
+    assert load_state(tmp_path, "other").port == 1  # from endpoint.json.bak
+    (tmp_path / "other" / "endpoint.json.bak").write_text("{not json either")
+    with pytest.raises(
+        EndpointStateError, match="is damaged \\(not JSON.*mlops endpoint delete other --force"
+    ):
         load_state(tmp_path, "other")
 
 
