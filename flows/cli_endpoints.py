@@ -51,6 +51,8 @@ def _print_state(state: EndpointState) -> None:
         f"[bold]{state.name}[/]  {_status(state.status)}  {state.url}/invocations"
         f"  created {state.created_at}"
     )
+    if state.admin_url:
+        out.print(f"admin API: {state.admin_url} (owner only: token in its admin.token)")
     capture = state.capture
     if capture.enabled:
         out.print(f"capture: {capture.sampling_percentage}% to {capture.destination}")
@@ -92,6 +94,13 @@ def create(
         str | None, typer.Option(help="capture folder or s3:// URI")
     ] = None,
     port: Annotated[int | None, typer.Option(help="gateway port; default: a free one")] = None,
+    allow_code: Annotated[
+        bool,
+        typer.Option(
+            "--allow-code",
+            help="serve models that run code when they load (models-from-code, python_model)",
+        ),
+    ] = False,
 ) -> None:
     """Download the model(s) and start an endpoint on loopback; wait until InService."""
     from mlops.endpoints import VariantSpec, create_endpoint
@@ -108,6 +117,7 @@ def create(
             capture_destination=capture_destination,
             sampling=sampling,
             port=port,
+            allow_code=allow_code,
         )
     _print_state(state)
 
@@ -231,6 +241,13 @@ def update(
         bool,
         typer.Option(help="the post-traffic hook demands live requests on green"),
     ] = True,
+    allow_code: Annotated[
+        bool,
+        typer.Option(
+            "--allow-code",
+            help="let this endpoint serve models that run code (kept for later updates)",
+        ),
+    ] = False,
 ) -> None:
     """Blue/green update of an endpoint to another registered version, with auto-rollback.
 
@@ -245,6 +262,10 @@ def update(
     if not sep or not version.isdigit():
         raise ConfigError(f"--model {model!r} is not NAME/VERSION; write e.g. --model taxi/3")
     settings = _settings()
+    if allow_code:
+        from mlops.endpoints.model_policy import allow_code as allow_model_code
+
+        allow_model_code(settings, name)
     policy = BlueGreenPolicy.from_settings(
         settings,
         traffic_routing=routing.upper(),
@@ -264,6 +285,48 @@ def update(
     show_rollout(result, settings)
     if not result.completed:
         raise EndpointError(f"update of {name} rolled back: {result.reason}")
+
+
+@endpoint_app.command("add-variant")
+def add_variant(
+    name: Annotated[str, typer.Argument(help="endpoint name")],
+    variant: Annotated[str, typer.Argument(help="new variant's name, e.g. v4")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="models:/NAME/VERSION or NAME@ALIAS")
+    ] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(help="a local MLflow model folder (recorded as one you chose)"),
+    ] = None,
+    weight: Annotated[float, typer.Option(min=0, help="traffic weight; 0: target only")] = 0.0,
+    shadow: Annotated[bool, typer.Option(help="gets a copy of each request instead")] = False,
+) -> None:
+    """Start another variant on a running endpoint (from the registry or a folder)."""
+    from mlops.endpoints.manager import add_variant as add
+
+    with out.status(f"starting variant {variant} on {name}…"):
+        added = add(
+            _settings(),
+            name,
+            variant,
+            model_ref=model,
+            model_dir=model_dir,
+            weight=weight,
+            shadow=shadow,
+        )
+    out.print(f"{name}: variant {added.name} {_status(added.status)} on port {added.port}")
+
+
+@endpoint_app.command("remove-variant")
+def remove_variant(
+    name: Annotated[str, typer.Argument(help="endpoint name")],
+    variant: Annotated[str, typer.Argument(help="variant to stop and remove")],
+) -> None:
+    """Take a variant out of routing and stop its model server (capture flushed)."""
+    from mlops.endpoints.manager import remove_variant as remove
+
+    remove(_settings(), name, variant)
+    out.print(f"{name}: removed variant {variant}")
 
 
 @endpoint_app.command("start")

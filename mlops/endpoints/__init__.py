@@ -10,11 +10,13 @@ from __future__ import annotations
 from mlops.endpoints.client import EndpointClient, InvokeResult
 from mlops.endpoints.manager import (
     VariantSpec,
+    add_variant,
     create_endpoint,
     delete_endpoint,
     describe_endpoint,
     endpoint_url,
     list_endpoints,
+    remove_variant,
     start_endpoint,
     stop_endpoint,
 )
@@ -27,11 +29,13 @@ __all__ = [
     "InvokeResult",
     "VariantSpec",
     "VariantState",
+    "add_variant",
     "create_endpoint",
     "delete_endpoint",
     "describe_endpoint",
     "endpoint_url",
     "list_endpoints",
+    "remove_variant",
     "start_endpoint",
     "stop_endpoint",
 ]

@@ -3,6 +3,12 @@
 Used by the rollout controller and :class:`~mlops.endpoints.client.EndpointClient`:
 ``GET /admin/state``, ``POST /admin/variants``, ``DELETE /admin/variants/{name}``,
 ``PUT /admin/weights``, ``GET /admin/metrics?since=T``, ``POST /admin/shutdown``.
+
+It listens on a loopback port of its own (``admin_port`` in the state file), never on the
+invocations port, and answers only the endpoint's owner (:mod:`~mlops.endpoints.admin_auth`:
+token, no Origin, JSON bodies). ``POST /admin/variants`` loads only what the owner allowed
+(:mod:`~mlops.endpoints.model_policy`): registry references, folders the owner chose, and
+models that run code only when the owner opted in.
 """
 
 from __future__ import annotations
@@ -11,18 +17,21 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlops.endpoints.admin_auth import check_admin_request
 from mlops.endpoints.asgi import HttpError, Receive, Scope, Send, read_json, send_json
-from mlops.endpoints.state import VariantState, resolve_model_dir, validate_name
+from mlops.endpoints.model_policy import ModelNotAllowedError, load_policy, resolve_variant_model
+from mlops.endpoints.state import VariantState, validate_name
 from mlops.endpoints.variants import Variant, live_states
 from mlops.errors import EndpointError, MlopsError, ModelNotFoundError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mlops.endpoints.routing import Router
     from mlops.endpoints.state import EndpointState
     from mlops.endpoints.supervision import Supervisor
@@ -37,8 +46,8 @@ class AddVariantRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     name: str
-    model_ref: str | None = None
-    model_dir: str | None = None
+    model_ref: str | None = Field(None, description="models:/NAME/VERSION or NAME@ALIAS")
+    model_dir: str | None = Field(None, description="a folder the endpoint's owner chose")
     weight: float = Field(0.0, ge=0)
     shadow: bool = False
 
@@ -56,7 +65,9 @@ class AdminApi:
 
     Args:
         settings: settings of the gateway (the tracking store resolves model references).
-        endpoint: the endpoint's state.
+        endpoint: the endpoint's state (``admin_port``: the port this app answers on).
+        folder: the endpoint's folder (its model policy file).
+        token: the admin token every request must carry.
         variants: the gateway's variants by name, changed here.
         router: rebuilt after each change of variants or weights.
         supervisor: starts and stops variants' servers.
@@ -68,6 +79,8 @@ class AdminApi:
         self,
         settings: Settings,
         endpoint: EndpointState,
+        folder: Path,
+        token: str,
         variants: dict[str, Variant],
         router: Router,
         supervisor: Supervisor,
@@ -76,6 +89,8 @@ class AdminApi:
     ) -> None:
         self.settings = settings
         self.endpoint = endpoint
+        self.folder = folder
+        self._token = token
         self.variants = variants
         self.router = router
         self.supervisor = supervisor
@@ -85,6 +100,7 @@ class AdminApi:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
+            check_admin_request(scope, token=self._token, port=self.endpoint.admin_port)
             await self._route(scope, receive, send)
         except HttpError as exc:
             await send_json(send, exc.status, {"error": exc.message}, exc.headers)
@@ -145,8 +161,9 @@ class AdminApi:
         """Start a new variant (weight as asked) and route to it once it serves.
 
         Raises:
-            HttpError: 400 invalid, 404 unknown model, 409 name or shadow taken, 500 the
-                server did not start.
+            HttpError: 400 invalid, 403 a folder the owner did not choose, 404 unknown
+                model, 409 name or shadow taken, 422 a model that runs code where the owner
+                did not allow code, 500 the server did not start.
         """
         try:
             validate_name(req.name, "variant")
@@ -168,30 +185,25 @@ class AdminApi:
                 f"endpoint {self.endpoint.name!r} already has shadow variant "
                 f"{shadow!r}; remove it first (one shadow at most)",
             )
-        if (req.model_ref is None) == (req.model_dir is None):
-            raise HttpError(
-                400,
-                "give exactly one of model_ref (e.g. models:/taxi/3) "
-                "or model_dir (a local MLflow model folder)",
+        try:
+            policy = load_policy(self.folder)
+        except EndpointError as exc:
+            raise HttpError(403, str(exc)) from None
+        try:
+            model_dir, model_name, model_version = await asyncio.to_thread(
+                resolve_variant_model,
+                self.settings,
+                policy,
+                self.endpoint.name,
+                model_ref=req.model_ref,
+                model_dir=req.model_dir,
             )
-        model_name = model_version = None
-        if req.model_ref is not None:
-            try:
-                model_dir, model_name, model_version = await asyncio.to_thread(
-                    resolve_model_dir, self.settings, req.model_ref
-                )
-            except ModelNotFoundError as exc:
-                raise HttpError(404, str(exc)) from None
-            except MlopsError as exc:
-                raise HttpError(400, str(exc)) from None
-        else:
-            model_dir = str(Path(str(req.model_dir)).resolve())
-            if not Path(model_dir).is_dir():
-                raise HttpError(
-                    400,
-                    f"model_dir {req.model_dir} is not a folder; give the "
-                    "folder of an MLflow model (with its MLmodel file)",
-                )
+        except ModelNotAllowedError as exc:
+            raise HttpError(422 if exc.runs_code else 403, str(exc)) from None
+        except ModelNotFoundError as exc:
+            raise HttpError(404, str(exc)) from None
+        except MlopsError as exc:
+            raise HttpError(400, str(exc)) from None
         variant = Variant(VariantState(
             name=req.name, model_ref=req.model_ref, model_name=model_name,
             model_version=model_version, model_dir=model_dir, weight=req.weight,

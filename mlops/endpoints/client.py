@@ -1,4 +1,9 @@
-"""A synchronous HTTP client of a local endpoint's gateway (invocations and admin API)."""
+"""A synchronous HTTP client of a local endpoint's gateway (invocations and admin API).
+
+Invocations go to the endpoint's port; admin calls go to its admin port with the token from
+the endpoint's ``admin.token`` file (``Authorization: Bearer ...``), which only the
+endpoint's owner can read.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from mlops.endpoints.state import EndpointState, VariantState, load_state
+from mlops.endpoints.admin_auth import read_token, token_path
+from mlops.endpoints.state import EndpointState, VariantState, endpoint_dir, load_state
 from mlops.errors import EndpointError, ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -61,6 +67,8 @@ class EndpointClient:
 
     Args:
         base_url: the gateway's URL, e.g. ``http://127.0.0.1:8765``.
+        admin_url: the admin API's URL (its own port); ``None``: invocations only.
+        token: the admin token; ``None``: invocations only.
         timeout: default timeout in seconds of a request.
 
     Example::
@@ -69,22 +77,52 @@ class EndpointClient:
             result = client.invoke(b"10.65,1,2.56", "text/csv")  # taxi: minutes, riders, miles
     """
 
-    def __init__(self, base_url: str, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        admin_url: str | None = None,
+        token: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.admin_url = admin_url.rstrip("/") if admin_url else None
+        self._token = token
+        self._token_file: str | None = None
         # trust_env=False: a proxy from the environment must not intercept loopback traffic.
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
+        self._admin_http: httpx.Client | None = None
+        if self.admin_url and token:
+            self._admin_http = httpx.Client(
+                base_url=self.admin_url,
+                timeout=timeout,
+                trust_env=False,
+                headers={"Authorization": f"Bearer {token}"},
+            )
 
     @classmethod
     def for_endpoint(
         cls, settings: Settings, name: str, *, timeout: float = 60.0
     ) -> EndpointClient:
-        """A client of endpoint ``name``'s gateway (its port read from the state file).
+        """A client of endpoint ``name``'s gateway: its ports from the state file, its admin
+        token from the endpoint's folder when this user can read it.
 
         Raises:
             EndpointNotFoundError: no such endpoint.
         """
-        state = load_state(settings.endpoints_dir, name)
-        return cls(state.url, timeout=timeout)
+        return cls.for_state(settings, load_state(settings.endpoints_dir, name), timeout=timeout)
+
+    @classmethod
+    def for_state(
+        cls, settings: Settings, state: EndpointState, *, timeout: float = 60.0
+    ) -> EndpointClient:
+        """A client of the gateway that ``state`` describes (see :meth:`for_endpoint`)."""
+        folder = endpoint_dir(settings.endpoints_dir, state.name)
+        client = cls(
+            state.url, admin_url=state.admin_url, token=read_token(folder), timeout=timeout
+        )
+        client._token_file = str(token_path(folder))
+        return client
 
     def __enter__(self) -> EndpointClient:
         return self
@@ -98,8 +136,10 @@ class EndpointClient:
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
         self._http.close()
+        if self._admin_http is not None:
+            self._admin_http.close()
 
     # ------------------------------------------------------------------ serving
 
@@ -166,14 +206,18 @@ class EndpointClient:
         Args:
             name: variant name, e.g. ``v4``.
             model_ref: ``models:/NAME/VERSION`` or ``NAME@ALIAS`` (downloaded by the gateway).
-            model_dir: a local MLflow model folder instead of ``model_ref``.
+            model_dir: instead of ``model_ref``, a local MLflow model folder that the
+                endpoint's owner chose (:func:`mlops.endpoints.manager.add_variant`); the
+                gateway refuses any other folder.
             weight: relative traffic weight (0: only reachable with a target-variant header).
             shadow: receive a copy of every request; its answers are never returned.
             timeout: how long to wait for the download and the server to get ready.
 
         Raises:
             ModelNotFoundError: the model reference does not exist.
-            EndpointError: the variant could not be added (the message has the server log).
+            EndpointError: the variant could not be added (the message has the server log),
+                or the endpoint's owner did not allow its model (a folder not chosen, or a
+                model that runs code without ``--allow-code``).
         """
         body = {"name": name, "model_ref": model_ref, "model_dir": model_dir,
                 "weight": weight, "shadow": shadow}  # fmt: skip
@@ -196,26 +240,37 @@ class EndpointClient:
     def shutdown(self, *, delete: bool = False) -> None:
         """Ask the gateway to stop its variants and exit (the state file stays)."""
         params = {"delete": "true"} if delete else None
-        self._admin("POST", "/admin/shutdown", params=params, timeout=10.0)
+        self._admin("POST", "/admin/shutdown", params=params, json={}, timeout=10.0)
 
     # ------------------------------------------------------------------ plumbing
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, *, http: httpx.Client | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        http = http or self._http
         try:
-            return self._http.request(method, path, **kwargs)
+            return http.request(method, path, **kwargs)
         except httpx.TimeoutException:
             raise EndpointError(
-                f"{method} {self.base_url}{path} timed out; the gateway is busy or stuck, "
+                f"{method} {http.base_url}{path} timed out; the gateway is busy or stuck, "
                 "see its gateway.log in the endpoint's folder"
             ) from None
         except httpx.TransportError as exc:
             raise EndpointError(
-                f"gateway at {self.base_url} is not reachable ({exc}); is the endpoint "
+                f"gateway at {http.base_url} is not reachable ({exc}); is the endpoint "
                 "running? start it with `mlops endpoint start NAME`"
             ) from None
 
     def _admin(self, method: str, path: str, **kwargs: Any) -> Any:
-        resp = self._request(method, path, **kwargs)
+        if self._admin_http is None:
+            where = f" in {self._token_file}" if self._token_file else ""
+            raise EndpointError(
+                f"{method} {path} needs the admin port and token of the endpoint at "
+                f"{self.base_url}; only its owner can read the token{where}. Use "
+                "EndpointClient.for_endpoint(settings, NAME) as the endpoint's owner, and "
+                "start an endpoint made by an older version once with `mlops endpoint start`"
+            )
+        resp = self._request(method, path, http=self._admin_http, **kwargs)
         try:
             doc = resp.json()
         except ValueError:

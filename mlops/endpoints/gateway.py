@@ -6,7 +6,9 @@ One gateway process per endpoint (uvicorn, one worker, raw ASGI):
   ``/invocations``): weights, target variants, proxying, shadow copies;
 * :mod:`~mlops.endpoints.supervision` runs the variants' model servers (adopted when still
   running from an earlier gateway, restarted when they die);
-* :mod:`~mlops.endpoints.admin` is the admin API;
+* :mod:`~mlops.endpoints.admin` answers the admin port, a second loopback port that only the
+  endpoint's owner can use (a token from a 0600 file, :mod:`~mlops.endpoints.admin_auth`);
+  requests to the invocations port never reach it;
 * the endpoint's state file (:mod:`~mlops.endpoints.state`) is rewritten after each change,
   so the gateway started again restores the same variants, weights and ports;
 * :mod:`~mlops.endpoints.minute_metrics` records each variant's requests, errors and
@@ -24,6 +26,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from mlops.endpoints.admin import AdminApi
+from mlops.endpoints.admin_auth import ensure_token
 from mlops.endpoints.asgi import Receive, Scope, Send
 from mlops.endpoints.minute_metrics import MinuteMetrics
 from mlops.endpoints.routing import Router
@@ -53,12 +56,14 @@ class Gateway:
 
     Args:
         settings: settings of this process (tracking store to resolve models, payload limit).
-        state: the endpoint's state, as loaded from its state file.
+        state: the endpoint's state, as loaded from its state file (with its admin port).
+        token: the admin token that admin requests must carry.
     """
 
-    def __init__(self, settings: Settings, state: EndpointState) -> None:
+    def __init__(self, settings: Settings, state: EndpointState, token: str) -> None:
         self.settings = settings
         self.state = state
+        folder = endpoint_dir(settings.endpoints_dir, state.name)
         self.variants: dict[str, Variant] = {v.name: Variant(v) for v in state.variants}
         self.minute_metrics = MinuteMetrics(
             endpoint_metrics_dir(settings, state.name), period_s=settings.serving.metrics_period_s
@@ -74,12 +79,14 @@ class Gateway:
             settings,
             state,
             self.variants,
-            endpoint_dir(settings.endpoints_dir, state.name),
+            folder,
             on_change=self.persist,
         )
         self.admin = AdminApi(
             settings,
             state,
+            folder,
+            token,
             self.variants,
             self.router,
             self.supervisor,
@@ -92,7 +99,8 @@ class Gateway:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
-            if scope["path"].startswith("/admin/"):
+            local = scope.get("server")  # the listening socket the request came in on
+            if local is not None and local[1] == self.state.admin_port:
                 await self.admin(scope, receive, send)
             else:
                 await self.router(scope, receive, send)
@@ -153,11 +161,13 @@ def run_gateway(settings: Settings, name: str) -> None:
     """Run the gateway of endpoint ``name`` in this process until it is shut down.
 
     Holds an exclusive lock on ``<endpoint dir>/gateway.lock`` so that one gateway at most
-    runs per endpoint.
+    runs per endpoint. Listens on the invocations port and on the admin port, both on
+    loopback; an endpoint saved before admin ports existed gets a free one.
 
     Raises:
         EndpointNotFoundError: the endpoint has no state file.
-        EndpointError: another gateway runs for it, or its port is taken.
+        EndpointError: another gateway runs for it, a port is taken, or its admin token
+            file is not the owner's alone.
     """
     import uvicorn
 
@@ -171,28 +181,45 @@ def run_gateway(settings: Settings, name: str) -> None:
             f"a gateway for endpoint {name!r} is already running; stop it with "
             f"`mlops endpoint stop {name}` first"
         ) from None
+    token = ensure_token(folder)
+    sockets: list[socket.socket] = []
+    try:
+        sockets.append(_listen(name, state.port))
+        sockets.append(_listen(name, state.admin_port or 0))
+        if state.admin_port is None:
+            state.admin_port = int(sockets[1].getsockname()[1])
+            save_state(settings.endpoints_dir, state)
+        app = Gateway(settings, state, token)
+        config = uvicorn.Config(
+            app,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        server = uvicorn.Server(config)
+        app.server = server
+        server.run(sockets=sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+        lock.close()
+
+
+def _listen(name: str, port: int) -> socket.socket:
+    """A socket bound to ``127.0.0.1:port`` (0: a free port).
+
+    Raises:
+        EndpointError: the port is taken.
+    """
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind(("127.0.0.1", state.port))
+        sock.bind(("127.0.0.1", port))
     except OSError as exc:
         sock.close()
         raise EndpointError(
-            f"endpoint {name!r} cannot listen on 127.0.0.1:{state.port} ({exc}); stop what "
+            f"endpoint {name!r} cannot listen on 127.0.0.1:{port} ({exc}); stop what "
             f"uses the port, or start the endpoint again to move it to a free port"
         ) from None
-    app = Gateway(settings, state)
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    app.server = server
-    try:
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
-        lock.close()
+    return sock

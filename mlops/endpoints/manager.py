@@ -2,7 +2,9 @@
 
 An endpoint is a gateway process on loopback (``python -m mlops.endpoints``) that hosts one
 model server per variant. Its state lives in ``<settings.endpoints_dir>/<name>/``:
-``endpoint.json`` (what to run), ``gateway.log`` and ``variants/<variant>.log``. Model
+``endpoint.json`` (what to run), ``gateway.log`` and ``variants/<variant>.log``, and the
+owner's files: ``admin.token`` (mode 0600, the admin API's credential, created before the
+gateway starts) and ``model_policy.json`` (which models the admin API may load). Model
 artifacts are downloaded when a variant is created, so an endpoint starts again without the
 tracking server.
 """
@@ -19,9 +21,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlops.endpoints.admin_auth import ensure_token
 from mlops.endpoints.client import EndpointClient
+from mlops.endpoints.model_policy import ModelPolicy, allow_folder, check_code, save_policy
 from mlops.endpoints.processes import (
     find_free_port,
     find_processes,
@@ -49,11 +54,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "VariantSpec",
+    "add_variant",
     "create_endpoint",
     "delete_endpoint",
     "describe_endpoint",
     "endpoint_url",
     "list_endpoints",
+    "remove_variant",
     "start_endpoint",
     "stop_endpoint",
 ]
@@ -114,6 +121,7 @@ def create_endpoint(
     capture_destination: str | None = None,
     sampling: int | None = None,
     port: int | None = None,
+    allow_code: bool = False,
     wait: bool = True,
 ) -> EndpointState:
     """Download the variants' models and start the endpoint's gateway on loopback.
@@ -126,6 +134,9 @@ def create_endpoint(
         capture_destination: folder or ``s3://`` URI; default ``settings.capture_destination``.
         sampling: percentage of requests captured; default from the settings.
         port: the gateway's port; default a free one.
+        allow_code: serve models that run code when they load (models-from-code, a
+            ``python_model``, a custom ``loader_module``); recorded in the endpoint's model
+            policy, so later variants may run code too. Off: such models are refused.
         wait: wait until the endpoint is InService.
 
     Returns:
@@ -135,6 +146,7 @@ def create_endpoint(
         EndpointError: invalid names or weights, an existing endpoint, a taken port, or a
             gateway or variant that failed to start (nothing is left behind then).
         ModelNotFoundError: a model reference does not exist.
+        ModelNotAllowedError: a model runs code and ``allow_code`` is off.
     """
     _check_specs(name, variants)
     root = settings.endpoints_dir
@@ -152,17 +164,21 @@ def create_endpoint(
         raise EndpointError(
             f"port {port} on 127.0.0.1 is taken; pick another or leave it out to use a free one"
         )
+    policy = ModelPolicy(allow_code=allow_code)
     states = []
     for spec in variants:  # downloads; fails before anything is written
         model_dir, model_name, version = resolve_model_dir(settings, spec.model_ref)
+        check_code(model_dir, policy, name)
         states.append(VariantState(
             name=spec.name, model_ref=spec.model_ref, model_name=model_name,
             model_version=version, model_dir=model_dir, weight=spec.weight, shadow=spec.shadow,
         ))  # fmt: skip
     enabled = settings.serving.capture.enabled if capture is None else capture
+    port = port or find_free_port()
     state = EndpointState(
         name=name,
-        port=port or find_free_port(),
+        port=port,
+        admin_port=_free_port_besides(port),
         status="Creating",
         capture=CaptureState(
             enabled=enabled,
@@ -174,6 +190,8 @@ def create_endpoint(
     save_state(root, state)
     pid = None
     try:
+        ensure_token(folder)
+        save_policy(folder, policy)
         pid = _spawn_gateway(settings, name)
         if not wait:
             return load_state(root, name)
@@ -198,7 +216,7 @@ def describe_endpoint(settings: Settings, name: str) -> EndpointState:
     state = load_state(settings.endpoints_dir, name)
     if _gateway_running(state):
         try:
-            with EndpointClient(state.url) as client:
+            with EndpointClient.for_state(settings, state) as client:
                 return client.state()
         except EndpointError:
             return state  # starting up or busy: the file is the best we know
@@ -228,11 +246,13 @@ def start_endpoint(settings: Settings, name: str, *, wait: bool = True) -> Endpo
     """Start a stopped endpoint's gateway again from its state (same port when free).
 
     Variants still running from before are adopted; the others are started on their ports.
+    An endpoint saved by an older version gets an admin port and token here.
 
     Raises:
         EndpointNotFoundError: no such endpoint.
         EndpointError: the gateway did not start, or a variant failed (the gateway keeps
-            running and retries it; ``stop_endpoint`` stops it).
+            running and retries it; ``stop_endpoint`` stops it), or the admin token file
+            is not the owner's alone.
     """
     root = settings.endpoints_dir
     state = load_state(root, name)
@@ -245,7 +265,11 @@ def start_endpoint(settings: Settings, name: str, *, wait: bool = True) -> Endpo
         time.sleep(0.2)
     if not port_is_free(state.port):
         state.port = find_free_port()
+    admin = state.admin_port
+    if admin is None or admin == state.port or not port_is_free(admin):
+        state.admin_port = _free_port_besides(state.port)
     state.gateway_pid = None
+    ensure_token(endpoint_dir(root, name))
     save_state(root, state)
     pid = _spawn_gateway(settings, name)
     if not wait:
@@ -301,7 +325,66 @@ def endpoint_url(settings: Settings, name: str) -> str:
     return load_state(settings.endpoints_dir, name).url
 
 
+def add_variant(
+    settings: Settings,
+    name: str,
+    variant: str,
+    *,
+    model_ref: str | None = None,
+    model_dir: str | Path | None = None,
+    weight: float = 0.0,
+    shadow: bool = False,
+) -> VariantState:
+    """Start a new variant on a running endpoint, as its owner.
+
+    A ``model_dir`` is first recorded in the endpoint's model policy as a folder its owner
+    chose: the admin API starts variants only from such folders or from the registry.
+
+    Args:
+        settings: settings of the endpoints folder.
+        name: the endpoint.
+        variant: the new variant's name, e.g. ``v4``.
+        model_ref: ``models:/NAME/VERSION`` or ``NAME@ALIAS``; or
+        model_dir: a local MLflow model folder.
+        weight: its traffic weight (0: only reachable with a target-variant header).
+        shadow: it gets a copy of each request instead.
+
+    Raises:
+        EndpointNotFoundError: no such endpoint.
+        ModelNotFoundError: the model reference does not exist.
+        EndpointError: the variant could not be added (the message says why).
+    """
+    if (model_ref is None) == (model_dir is None):
+        raise EndpointError(
+            f"variant {variant!r}: give exactly one of a model reference (--model "
+            "models:/taxi/3) or a model folder (--model-dir DIR)"
+        )
+    folder = None if model_dir is None else allow_folder(settings, name, model_dir)
+    with EndpointClient.for_endpoint(settings, name) as client:
+        return client.add_variant(
+            variant, model_ref, model_dir=folder, weight=weight, shadow=shadow
+        )
+
+
+def remove_variant(settings: Settings, name: str, variant: str) -> None:
+    """Take a variant out of routing and stop its model server (capture flushed).
+
+    Raises:
+        EndpointNotFoundError: no such endpoint.
+        EndpointError: no such variant, or the gateway is not running.
+    """
+    with EndpointClient.for_endpoint(settings, name) as client:
+        client.remove_variant(variant)
+
+
 # --------------------------------------------------------------------------- internals
+
+
+def _free_port_besides(taken: int) -> int:
+    """A free loopback port other than ``taken`` (the admin port beside the invocations')."""
+    while (port := find_free_port()) == taken:
+        continue
+    return port
 
 
 def _gateway_running(state: EndpointState) -> bool:
@@ -365,7 +448,7 @@ def _wait_in_service(
     log = folder / "gateway.log"
     state = load_state(settings.endpoints_dir, name)
     deadline = time.monotonic() + READY_TIMEOUT_S
-    with EndpointClient(state.url) as client:
+    with EndpointClient.for_state(settings, state) as client:
         while True:
             if not pid_alive(pid):
                 raise EndpointError(
@@ -410,7 +493,7 @@ def _teardown(settings: Settings, name: str, *, delete: bool = False) -> None:
     if _gateway_running(state):
         assert pid is not None
         try:
-            with EndpointClient(state.url) as client:
+            with EndpointClient.for_state(settings, state) as client:
                 client.shutdown(delete=delete)
         except EndpointError:
             with contextlib.suppress(ProcessLookupError):

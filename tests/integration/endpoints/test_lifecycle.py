@@ -21,6 +21,7 @@ from mlops.endpoints import (
     EndpointClient,
     EndpointState,
     VariantSpec,
+    add_variant,
     create_endpoint,
     delete_endpoint,
     describe_endpoint,
@@ -245,7 +246,9 @@ def test_killed_gateway_is_restored_by_start(
     assert {client.invoke(csv_rows[0]).variant for _ in range(30)} == {"v1", "v2"}
 
 
-def test_admin_errors(client: EndpointClient, taxi_ref: str, tmp_path: Path) -> None:
+def test_admin_errors(
+    ep_settings: Settings, client: EndpointClient, taxi_ref: str, tmp_path: Path
+) -> None:
     with pytest.raises(EndpointError, match="unknown variant.*'nope'"):
         client.set_weights({"nope": 1})
     with pytest.raises(EndpointError, match="finite numbers >= 0"):
@@ -261,8 +264,10 @@ def test_admin_errors(client: EndpointClient, taxi_ref: str, tmp_path: Path) -> 
     with pytest.raises(ModelNotFoundError, match="no-such-model"):
         client.add_variant("v3", "models:/no-such-model/1")
     (tmp_path / "MLmodel").write_text("flavors: {}\n")  # a folder that is no usable model
+    with pytest.raises(EndpointError, match="403.*not a folder the owner.*chose"):
+        client.add_variant("v3", model_dir=str(tmp_path))  # never loads a folder sent over HTTP
     with pytest.raises(EndpointError, match="failed to start"):
-        client.add_variant("v3", model_dir=str(tmp_path))
+        add_variant(ep_settings, NAME, "v3", model_dir=tmp_path)  # the owner chose it
     assert [v.name for v in client.state().variants] == ["v1", "shadow", "v2"]
 
 

@@ -17,6 +17,7 @@ import pytest
 from flows.traffic import TrafficGenerator
 from mlops.endpoints.client import EndpointClient
 from mlops.endpoints.manager import delete_endpoint, describe_endpoint, list_endpoints
+from mlops.endpoints.model_policy import allow_code
 from mlops.errors import ApprovalError
 from mlops.registry import approve, get_alias_version
 from mlops.rollout import BlueGreenPolicy
@@ -93,6 +94,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     }
     first = deploy_prod(settings, "taxi", v1, policy=BlueGreenPolicy.from_settings(settings))
     assert first.completed and first.reason.startswith("created")
+    allow_code(settings, endpoint_name(settings, "taxi", "prod"))  # the code greens below
     body, _ = reference_rows(settings, "taxi", v1, 300)
     rows = [line + b"\n" for line in body.splitlines()]
     yield {"settings": settings, "versions": versions, "rows": rows}
