@@ -269,6 +269,37 @@ class ServingSettings(_Section):
     metrics_flush_s: float = Field(
         5.0, gt=0, le=60, description="how often a gateway appends its closed metric records"
     )
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="request line and headers of one request; larger ones get 431 and the "
+        "connection is closed",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="time to receive a request's line and headers (from its first byte, or "
+        "from the connection); then 408 and the connection is closed",
+    )
+    request_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="time to receive a whole request, headers and body; then 408 and the "
+        "connection is closed",
+    )
+    keep_alive_s: int = Field(
+        5, ge=1, le=3600, description="an idle kept-alive connection is closed after this"
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="connections (and requests in flight) one worker serves at once; a "
+        "request on a connection beyond them gets 503 and the connection is closed",
+    )
 
 
 class AlarmSettings(_Section):

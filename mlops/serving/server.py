@@ -9,12 +9,14 @@ Exit status of :func:`run_server` (and of ``python -m mlops.serving``): 0 once s
 SIGTERM/SIGINT with every captured record at its destination or in the fallback spool
 (``<work_dir>/capture-spool``, moved to the destination by the next server);
 :data:`CAPTURE_LOST_EXIT_CODE` (74) when some records could be written nowhere and were
-dropped (the log says how many).
+dropped (the log says how many). Requests are bounded by the ``serving`` settings (see
+:mod:`mlops.serving.limits`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import json
 import logging
@@ -26,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlops.errors import ConfigError
 from mlops.serving.app import CONFIG_ENV, CaptureOptions, ServerConfig
@@ -209,6 +211,17 @@ def run_server(
     )
     report_dir = tempfile.mkdtemp(prefix="mlops-serve-")
     config = dataclasses.replace(config, report_dir=report_dir)
+    limits = settings.serving
+    http: Any = _available("httptools", "h11")
+    if http == "httptools":
+        from mlops.serving.limits import BoundedHttpToolsProtocol
+
+        http = functools.partial(BoundedHttpToolsProtocol, limits=limits)
+    else:
+        logger.warning(
+            "without httptools only the header size and idle connections are bounded "
+            "(serving.header_timeout_s and request_timeout_s need httptools)"
+        )
     saved = os.environ.get(CONFIG_ENV)
     os.environ[CONFIG_ENV] = config.to_json()  # read by create_app in every worker
     try:
@@ -220,12 +233,17 @@ def run_server(
                 port=default_port(settings) if port is None else port,
                 workers=config.workers,
                 loop=_available("uvloop", "asyncio"),
-                http=_available("httptools", "h11"),
+                http=http,
                 lifespan="on",
                 access_log=False,
                 server_header=False,
                 log_level=config.log_level,
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+                timeout_keep_alive=limits.keep_alive_s,
+                # uvicorn answers 503 once a request finds `limit` connections, its own
+                # included: +1 serves max_connections at once.
+                limit_concurrency=limits.max_connections + 1,
+                h11_max_incomplete_event_size=limits.max_header_bytes,
             )
         return _exit_status(report_dir)
     finally:
