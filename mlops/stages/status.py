@@ -98,7 +98,7 @@ def model_status(settings: Settings) -> list[ModelStatus]:
         if rollout is not None:
             row.last_rollout = (
                 f"{_when(rollout.info.start_time)} {rollout.info.run_name}: "
-                f"{rollout.data.tags.get('mlops.rollout.outcome', '?')}"
+                f"{rollout.data.tags.get(Tags.ROLLOUT_OUTCOME, '?')}"
             )
         rows.append(row)
     return rows
