@@ -29,7 +29,8 @@ _HOLD = """\
 import sys, time
 from pathlib import Path
 from mlops.endpoints.rollout_lock import EndpointLock, LockHolder
-lock = EndpointLock(Path(sys.argv[1]), "taxi-prod", LockHolder.of_this_process("rollout", "taxi v2"))
+holder = LockHolder.of_this_process("rollout", "taxi v2")
+lock = EndpointLock(Path(sys.argv[1]), "taxi-prod", holder)
 lock.acquire()
 print("held", flush=True)
 time.sleep(120)
