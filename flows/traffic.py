@@ -24,7 +24,9 @@ class TrafficGenerator:
     """Send CSV rows to an endpoint at about ``rate`` requests/s from one thread.
 
     Use as a context manager; ``statuses[variant]`` counts the HTTP statuses each variant
-    answered (``"(none)"`` for answers with no variant, e.g. a gateway error).
+    answered (``"(none)"`` for answers with no variant, e.g. the gateway's own 503 or 504;
+    ``"(unreachable)"`` with status 0 for requests that got no answer at all, whose errors
+    are in ``errors``).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class TrafficGenerator:
         self.repeat = repeat
         self.interval = 1.0 / rate
         self.statuses: dict[str, Counter[int]] = defaultdict(Counter)
+        self.errors: Counter[str] = Counter()
         self.sent = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mlops-traffic", daemon=True)
@@ -63,17 +66,50 @@ class TrafficGenerator:
                     body, content_type="text/csv", accept="text/csv", inference_id=inference_id
                 )
                 self.statuses[result.variant or "(none)"][result.status] += 1
-            except Exception:  # a refused connection is a failed request, not a crash
+            except Exception as exc:  # a refused connection is a failed request, not a crash
                 self.statuses["(unreachable)"][0] += 1
+                self.errors[f"{type(exc).__name__}: {exc}"[:200]] += 1
             self.sent += 1
             next_at += self.interval
             self._stop.wait(max(next_at - time.monotonic(), 0.0))
 
     def failures(self, variant: str) -> int:
-        """Answers of ``variant`` that were not 200."""
+        """Answers of ``variant`` that were not 200 (only answers that name ``variant``)."""
         return sum(
             n for status, n in self.statuses.get(variant, Counter()).items() if status != 200
         )
+
+    def tally(self) -> dict[str, dict[int, int]]:
+        """A copy of ``statuses`` (safe to read while requests are still being sent)."""
+        return {bucket: dict(counts) for bucket, counts in list(self.statuses.items())}
+
+    def non_2xx(self) -> dict[str, dict[int, int]]:
+        """Every request that did not get a 2xx, by bucket and status: variants,
+        ``"(none)"`` and ``"(unreachable)"`` alike (empty when every request got a 2xx)."""
+        return self.not_answered_by(*self.statuses)
+
+    def all_failures(self) -> int:
+        """How many requests did not get a 2xx, whatever bucket they fell in."""
+        return sum(sum(counts.values()) for counts in self.non_2xx().values())
+
+    def not_answered_by(self, *variants: str) -> dict[str, dict[int, int]]:
+        """Requests that did not get a 2xx from one of ``variants``, by bucket and status:
+        every non-2xx, and the answers of any other variant (empty when all is well)."""
+        found: dict[str, dict[int, int]] = {}
+        for bucket, counts in self.tally().items():
+            bad = {
+                status: n
+                for status, n in counts.items()
+                if bucket not in variants or not 200 <= status < 300
+            }
+            if bad:
+                found[bucket] = bad
+        return found
+
+    def describe(self) -> str:
+        """The tally in one line, for assertion messages."""
+        errors = f"; errors {dict(self.errors)}" if self.errors else ""
+        return f"{self.sent} sent: {self.tally()}{errors}"
 
     def answered(self, variant: str) -> int:
         """Answers ``variant`` gave."""
