@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.endpoints.metrics import VariantMetrics
+from mlops.endpoints.metrics import MAX_EVENTS, MAX_PREDICTIONS, VariantMetrics
 from mlops.endpoints.state import (
     EndpointState,
     VariantState,
@@ -79,9 +79,25 @@ def test_metrics_window_and_counts() -> None:
     assert future["latency_ms"] == {"p50": None, "p90": None, "p99": None, "max": None}
 
 
-def test_metrics_are_bounded() -> None:
+def test_request_events_are_bounded_at_max_events_keeping_the_newest() -> None:
     metrics = VariantMetrics()
-    metrics.events = type(metrics.events)(maxlen=10)
-    for _ in range(25):
-        metrics.record(200, 1.0, [])
-    assert metrics.summary(0)["requests"] == 10
+    over = 25
+    for i in range(MAX_EVENTS + over):
+        metrics.record(200 if i >= over else 503, float(i), [])
+    summary = metrics.summary(0)
+    assert len(metrics.events) == summary["requests"] == MAX_EVENTS
+    assert summary["status_5xx"] == 0  # the oldest (the 503s) were the ones dropped
+    assert summary["latency_ms"]["max"] == MAX_EVENTS + over - 1
+    assert min(latency for _, _, latency in metrics.events) == over
+
+
+def test_predictions_are_bounded_at_max_predictions_keeping_the_newest() -> None:
+    metrics = VariantMetrics()
+    batch = 1000  # predictions per request: the bound counts predictions, not requests
+    requests = MAX_PREDICTIONS // batch + 3
+    for i in range(requests):
+        metrics.record(200, 1.0, [float(i)] * batch)
+    predictions = metrics.summary(0)["predictions"]
+    assert len(predictions) == MAX_PREDICTIONS
+    assert predictions[0] == 3.0 and predictions[-1] == requests - 1  # oldest first
+    assert metrics.summary(0)["requests"] == requests  # requests are bounded on their own
