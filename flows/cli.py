@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -282,6 +282,10 @@ def demo(
     keep_endpoints: Annotated[
         bool, typer.Option(help="leave the demo's endpoints running at the end")
     ] = False,
+    until: Annotated[
+        Literal["deploy", "end"],
+        typer.Option(help="stop after the first deployment (deploy) or run the whole loop"),
+    ] = "end",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """The whole loop on the built-in taxi problem: train, deploy, monitor, retrain, canary."""
@@ -302,7 +306,12 @@ def demo(
     from flows.cli_demo import run_demo
 
     run_demo(
-        settings, rows=rows, verbose=verbose, keep_endpoints=keep_endpoints, train_first=train_first
+        settings,
+        rows=rows,
+        verbose=verbose,
+        keep_endpoints=keep_endpoints,
+        train_first=train_first,
+        until=until,
     )
     _print_ui_commands(settings)
 
@@ -495,7 +504,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except MlopsError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except typer.Abort:
         err.print("aborted")

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.console import Console
 from rich.markup import escape
@@ -242,6 +242,18 @@ def _read_run(run_id: Any) -> Any:
         return client.read_flow_run(run_id)
 
 
+def _champion(settings: Settings) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    from mlops.tracking import ALIAS_CHAMPION, connect
+
+    try:
+        version = connect(settings).get_registered_model(MODEL).aliases.get(ALIAS_CHAMPION)
+    except MlflowException:  # no model yet
+        return None
+    return None if version is None else str(version)
+
+
 def _challenger() -> str | None:
     from mlops.registry import get_alias_version
     from mlops.settings import load_settings
@@ -262,9 +274,16 @@ def _paused_version(known: set[str]) -> str | None:
 
 
 def run_demo(
-    settings: Settings, *, rows: int, verbose: bool, keep_endpoints: bool, train_first: Any
+    settings: Settings,
+    *,
+    rows: int,
+    verbose: bool,
+    keep_endpoints: bool,
+    train_first: Any,
+    until: Literal["deploy", "end"] = "end",
 ) -> None:
-    """The loop after ``train_first`` registered v1 (see the module docstring)."""
+    """The loop after ``train_first`` registered v1 (see the module docstring); with
+    ``until="deploy"`` it stops after the first deployment (the champion serves on prod)."""
     from flows.cli_deploy import echo_progress, run_first_deployment
     from flows.traffic import TrafficGenerator
     from mlops.endpoints.client import EndpointClient
@@ -277,9 +296,19 @@ def run_demo(
     try:
         with prefect_server(settings) as api_url:
             out.print(f"Prefect server: {escape(api_url)}")
-            first = train_first()
-            run_first_deployment(settings, verbose, first_version=first)
+            if _champion(settings) is None:
+                run_first_deployment(settings, verbose, first_version=train_first())
+            else:  # an earlier demo shipped one: retraining it on the same data may fail the
+                # gate against the retrained champion, so the loop goes on from the champion
+                out.print(
+                    f"[bold]{MODEL} v{_champion(settings)} is champion[/] from an earlier demo; "
+                    "going on from there"
+                )
             prod = endpoint_name(settings, MODEL, "prod")
+            if until == "deploy":
+                champion = connect(settings).get_registered_model(MODEL).aliases[ALIAS_CHAMPION]
+                out.print(f"\n[bold green]taxi v{champion} is champion[/] on {prod}; stopping here")
+                return
             if describe_endpoint(settings, prod).status == "OutOfService":
                 start_endpoint(settings, prod)
             known = {
