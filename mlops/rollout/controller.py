@@ -255,7 +255,11 @@ class _Run:
         """Watch the alarms for ``seconds`` (at least one look)."""
         deadline = time.time() + seconds
         while True:
-            self.check_deadline()
+            try:
+                self.check_deadline()
+            except _Rollback as timeout:  # the step it interrupted failed, and says why
+                step.ok, step.ended_at, step.detail = False, time.time(), timeout.reason
+                raise
             final = time.time() >= deadline
             report = self.observe(final=final)
             step.alarms = report.metrics()
