@@ -72,7 +72,10 @@ def model_status(settings: Settings) -> list[ModelStatus]:
         row = ModelStatus(
             model_name=model.name,
             champion=_version_text(client, model.name, model.aliases.get(ALIAS_CHAMPION)),
-            challenger=_version_text(client, model.name, model.aliases.get(ALIAS_CHALLENGER)),
+            challenger=_version_text(client, model.name, model.aliases.get(ALIAS_CHALLENGER))
+            # the alias stays on a challenger that became champion: say so only once
+            if model.aliases.get(ALIAS_CHALLENGER) != model.aliases.get(ALIAS_CHAMPION)
+            else None,
         )
         for state in endpoints:
             variants = [v for v in state.variants if v.model_name == model.name]
