@@ -365,9 +365,12 @@ def test_pyfunc_model_503_while_loading_then_424_when_it_raises(
 def test_model_that_fails_to_load_answers_503_with_the_reason(
     taxi: tuple[Settings, str, object], tmp_path: Path
 ) -> None:
+    from mlops.serving.model import resolve_model
+
     settings, version, _ = taxi
     broken = tmp_path / "broken"
-    shutil.copytree(settings.work_dir / "models" / "taxi" / version, broken)
+    # its own download: the folder another test's server fetched may not be there
+    shutil.copytree(resolve_model(settings, f"models:/taxi/{version}").path, broken)
     (broken / "model.ubj").write_bytes(b"garbage")
     with start_server(["--model-dir", str(broken)], tmp_path, wait=False) as srv:
         deadline = time.monotonic() + 120
