@@ -170,7 +170,9 @@ def test_files_of_a_killed_writer_are_uploaded_by_the_next_one(tmp_path, s3, buc
         for i in range(50):
             writer.record(input_body=b"%d,1,2\\n" % i, input_content_type="text/csv",
                           output_body=b"1", output_content_type="text/csv")
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while writer.records_written < 50 and time.monotonic() < deadline:
+            time.sleep(0.01)
         print("flushed", writer.records_written, flush=True)
         time.sleep(600)
         """

@@ -413,7 +413,11 @@ def test_rotation_by_interval_makes_new_files(tmp_path, writers):
     writer = make_writer(writers, tmp_path, flush_interval_s=0.01, rotate_interval_s=0.05)
     for i in range(3):
         csv_request(writer, i)
-        time.sleep(0.15)
+        deadline = time.monotonic() + 10
+        while writer.records_written <= i:  # in its file, however busy the machine is
+            assert time.monotonic() < deadline, "the writer did not flush"
+            time.sleep(0.005)
+        time.sleep(0.06)  # at least rotate_interval_s: the file is too old for the next one
     writer.close()
     files = list(iter_capture_files(str(tmp_path)))
     assert len(files) == 3
