@@ -309,9 +309,29 @@ class AlarmSettings(_Section):
     max_4xx_rate: float = Field(0.05, ge=0, le=1)
     max_latency_p99_ms: float = Field(250.0, gt=0)
     max_signal_shift: float = Field(
-        0.35, gt=0, le=1, description="two-sample KS statistic, green vs blue predictions"
+        0.2,
+        gt=0,
+        le=1,
+        description="model-signal gate: the share of paired predictions (green's and blue's "
+        "answer to the same request) that may differ by more than signal_tolerance",
     )
-    min_requests: int = Field(20, ge=1, description="requests green must serve to judge it")
+    signal_tolerance: float = Field(
+        0.1,
+        gt=0,
+        le=10,
+        description="a regression pair differs when |green - blue| exceeds this share of "
+        "max(|blue|, the pairs' median |blue|); classifiers: when the labels differ",
+    )
+    signal_pairs_per_s: float = Field(
+        50.0,
+        gt=0,
+        le=10_000,
+        description="during a bake, up to this many of green's requests a second are also "
+        "sent to blue to pair the predictions (never answered, counted or captured)",
+    )
+    min_requests: int = Field(
+        20, ge=1, description="requests green must serve (and pairs seen) to judge it"
+    )
 
 
 class RolloutSettings(_Section):

@@ -2,7 +2,10 @@
 
 Used by the rollout controller and :class:`~mlops.endpoints.client.EndpointClient`:
 ``GET /admin/state``, ``POST /admin/variants``, ``DELETE /admin/variants/{name}``,
-``PUT /admin/weights``, ``GET /admin/metrics?since=T``, ``POST /admin/shutdown``.
+``PUT /admin/weights``, ``GET /admin/metrics?since=T``, ``POST /admin/shutdown``, and the
+model-signal pairing of a rollout (:mod:`~mlops.endpoints.pairing`): ``PUT /admin/pairing``
+switches it on for a green and a blue, ``GET /admin/pairing?after=N`` reads its counts and
+the (green, blue) prediction pairs numbered above ``N``, ``DELETE /admin/pairing`` ends it.
 
 It listens on a loopback port of its own (``admin_port`` in the state file), never on the
 invocations port, and answers only the endpoint's owner (:mod:`~mlops.endpoints.admin_auth`:
@@ -25,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlops.endpoints.admin_auth import check_admin_request
 from mlops.endpoints.asgi import HttpError, Receive, Scope, Send, read_json, send_json
 from mlops.endpoints.model_policy import ModelNotAllowedError, load_policy, resolve_variant_model
+from mlops.endpoints.pairing import Pairing, PairingConfig, mirror_token
 from mlops.endpoints.state import VariantState, validate_name
 from mlops.endpoints.variants import Variant, live_states
 from mlops.errors import EndpointError, MlopsError, ModelNotFoundError
@@ -136,6 +140,8 @@ class AdminApi:
             await send_json(send, 200, {
                 "weights": {n: v.state.weight for n, v in self.variants.items() if not v.removed}
             })  # fmt: skip
+        elif path == "/admin/pairing":
+            await self._pairing_route(scope, receive, send)
         elif path == "/admin/shutdown" and method == "POST":
             query = parse_qs(scope.get("query_string", b"").decode())
             if query.get("delete", ["false"])[0] == "true":
@@ -145,6 +151,28 @@ class AdminApi:
             self.request_exit()
         else:
             raise HttpError(404, f"no admin route {method} {path}")
+
+    async def _pairing_route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method == "PUT":
+            config = await read_json(receive, PairingConfig)
+            async with self._lock:
+                pairing = await self.start_pairing(config)
+            await send_json(send, 200, pairing.summary())
+        elif method == "GET":
+            query = parse_qs(scope.get("query_string", b"").decode())
+            try:
+                after = int(query.get("after", ["0"])[0])
+            except ValueError:
+                raise HttpError(400, "after must be a whole number, e.g. after=0") from None
+            pairing = self.router.pairing
+            await send_json(send, 200, pairing.summary(after) if pairing else {"active": False})
+        elif method == "DELETE":
+            async with self._lock:
+                ended = await self.stop_pairing()
+            await send_json(send, 200, {**(ended or {}), "active": False})
+        else:
+            raise HttpError(404, f"no admin route {method} /admin/pairing")
 
     # ------------------------------------------------------------------ operations
 
@@ -223,6 +251,39 @@ class AdminApi:
         self.persist()
         return variant.state
 
+    async def start_pairing(self, config: PairingConfig) -> Pairing:
+        """Mirror a sample of ``config.green``'s requests to ``config.blue`` and keep the
+        paired predictions (replacing the pairing before, if any).
+
+        Raises:
+            HttpError: 400 unknown, shadow or identical variants.
+        """
+        for role, name in (("green", config.green), ("blue", config.blue)):
+            variant = self.variants.get(name)
+            if variant is None or variant.removed or variant.state.shadow:
+                what = "a shadow" if variant is not None and variant.state.shadow else "unknown"
+                raise HttpError(
+                    400,
+                    f"pairing needs two production variants of endpoint {self.endpoint.name!r}; "
+                    f"{role} {name!r} is {what} (variants: {', '.join(self.variants) or 'none'})",
+                )
+        if config.green == config.blue:
+            raise HttpError(
+                400, f"pairing needs two different variants, not {config.green!r} twice"
+            )
+        await self.stop_pairing()
+        pairing = Pairing(config, self.variants, mirror_token(self._token))
+        self.router.pairing = pairing
+        return pairing
+
+    async def stop_pairing(self) -> dict[str, Any] | None:
+        """End the pairing, if any; its last counts (no pairs), else ``None``."""
+        pairing, self.router.pairing = self.router.pairing, None
+        if pairing is None:
+            return None
+        await pairing.close()
+        return pairing.summary()
+
     async def remove_variant(self, name: str) -> None:
         """Take a variant out of routing, then stop its server (capture flushed).
 
@@ -238,6 +299,9 @@ class AdminApi:
             )
         variant.removed = True
         self.router.rebuild()  # no new requests go to it from here on
+        pairing = self.router.pairing
+        if pairing is not None and name in (pairing.config.green, pairing.config.blue):
+            await self.stop_pairing()  # nothing left to pair
         self.persist()
         await self.supervisor.stop(variant)
         if self.variants.get(name) is variant:

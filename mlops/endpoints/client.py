@@ -237,6 +237,30 @@ class EndpointClient:
         """Per-variant request counts, latency percentiles and predictions since a unix time."""
         return dict(self._admin("GET", "/admin/metrics", params={"since": since}, timeout=30.0))
 
+    def start_pairing(
+        self, green: str, blue: str, *, sample_rate: float = 1.0, max_per_s: float = 50.0
+    ) -> dict[str, Any]:
+        """Mirror a sample of ``green``'s requests to ``blue`` and keep the paired
+        predictions (``PUT /admin/pairing``); return the pairing's ``id`` and counts.
+
+        Args:
+            green: the variant whose answered requests are copied.
+            blue: the variant that answers the copies (never returned, counted or captured).
+            sample_rate: share of green's requests copied.
+            max_per_s: at most this many copies a second.
+        """
+        body = {"green": green, "blue": blue, "sample_rate": sample_rate, "max_per_s": max_per_s}
+        return dict(self._admin("PUT", "/admin/pairing", json=body, timeout=10.0))
+
+    def pairing(self, after: int = 0) -> dict[str, Any]:
+        """The pairing's counts and the (green, blue) pairs numbered above ``after``
+        (``next``: what to pass next time); ``{"active": False}`` when there is none."""
+        return dict(self._admin("GET", "/admin/pairing", params={"after": after}, timeout=30.0))
+
+    def stop_pairing(self) -> dict[str, Any]:
+        """End the pairing (``DELETE /admin/pairing``); its last counts."""
+        return dict(self._admin("DELETE", "/admin/pairing", timeout=10.0))
+
     def shutdown(self, *, delete: bool = False) -> None:
         """Ask the gateway to stop its variants and exit (the state file stays)."""
         params = {"delete": "true"} if delete else None

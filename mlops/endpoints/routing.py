@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import httpx
 
     from mlops.endpoints.minute_metrics import MinuteMetrics
+    from mlops.endpoints.pairing import Pairing
     from mlops.endpoints.state import EndpointState
     from mlops.endpoints.variants import Variant
 
@@ -69,6 +70,8 @@ class Router:
         self._shadow_inflight = 0
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        # model-signal gate: set by the admin API during a rollout (mlops.endpoints.pairing)
+        self.pairing: Pairing | None = None
         self.rebuild()
 
     async def start(self) -> None:
@@ -89,6 +92,9 @@ class Router:
     async def close(self) -> None:
         """Drop the shadow copies in flight and close the connection pool."""
         self.cancel_shadows()
+        pairing, self.pairing = self.pairing, None  # model-signal pairing: its own pool
+        if pairing is not None:
+            await pairing.close()
         if self._client is not None:
             await self._client.aclose()
 
@@ -203,6 +209,10 @@ class Router:
         predictions = parse_predictions(resp.content, content_type) if resp.is_success else []
         overhead_s = time.perf_counter() - received - latency_ms / 1000
         self._record(variant, resp.status_code, latency_ms, predictions, overhead_s)
+        # -- model-signal pairing (mlops.endpoints.pairing): may copy to blue, returns at once
+        if self.pairing is not None and resp.is_success:
+            self.pairing.offer(name, body, forward, resp.content, content_type)
+        # -- end of model-signal pairing
         await send({
             "type": "http.response.start",
             "status": resp.status_code,

@@ -21,6 +21,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops.endpoints.admin_auth import read_token
+from mlops.endpoints.pairing import MIRROR_TOKEN_ENV, mirror_token
 from mlops.endpoints.processes import (
     STOP_GRACE_S,
     find_free_port,
@@ -167,7 +169,6 @@ class Supervisor:
             "--model-dir", v.model_dir,
             "--host", "127.0.0.1",
             "--port", str(v.port),
-            "--workers", "1",
             "--endpoint-name", self.endpoint.name,
             "--variant-name", v.name,
         ]  # fmt: skip
@@ -183,11 +184,19 @@ class Supervisor:
 
     def _environment(self) -> dict[str, str]:
         """The model server's environment: this endpoint's capture switch wins over the
-        settings (the server would capture to ``serving.capture.destination`` otherwise)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_SERVING__")}
+        settings (the server would capture to ``serving.capture.destination`` otherwise),
+        and the mirror token that keeps a rollout's mirrored copies out of capture."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("MLOPS_SERVING__") and k != MIRROR_TOKEN_ENV
+        }
         serving = self.settings.serving.model_dump(mode="json")
         serving["capture"]["enabled"] = self.endpoint.capture.enabled
         env["MLOPS_SERVING"] = json.dumps(serving)
+        token = read_token(self.folder)
+        if token is not None:
+            env[MIRROR_TOKEN_ENV] = mirror_token(token)
         return env
 
     async def _start_variant(self, variant: Variant) -> None:

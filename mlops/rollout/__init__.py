@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from mlops.rollout.alarms import AlarmReport, VariantWindow, evaluate_alarms, signal_shift
+from mlops.rollout.alarms import (
+    AlarmReport,
+    PairedSignal,
+    VariantWindow,
+    evaluate_alarms,
+    paired_signal,
+)
 from mlops.rollout.controller import RolloutResult, RolloutStep, run_rollout, variant_name_for
 from mlops.rollout.policy import AlarmThresholds, BlueGreenPolicy, TrafficRouting
 from mlops.rollout.record import plot_rollout, record_rollout
@@ -11,14 +17,15 @@ __all__ = [
     "AlarmReport",
     "AlarmThresholds",
     "BlueGreenPolicy",
+    "PairedSignal",
     "RolloutResult",
     "RolloutStep",
     "TrafficRouting",
     "VariantWindow",
     "evaluate_alarms",
+    "paired_signal",
     "plot_rollout",
     "record_rollout",
     "run_rollout",
-    "signal_shift",
     "variant_name_for",
 ]

@@ -1,9 +1,11 @@
 """Blue/green rollout of a new model version onto a local endpoint, with auto-rollback.
 
 The controller drives the endpoint's gateway through its admin API: it starts green next to
-blue with no traffic, smoke-tests it (pre-traffic hook), shifts traffic step by step while
-watching the alarms, checks that green served live traffic that capture recorded
-(post-traffic hook), waits the termination period and retires blue. Any alarm, a failed
+blue with no traffic, smoke-tests it (pre-traffic hook), switches on the pairing of green's
+requests with blue's answers to the same requests (for the model-signal gate, see
+:mod:`mlops.rollout.alarms`), shifts traffic step by step while watching the alarms, checks
+that green served live traffic that capture recorded (post-traffic hook), waits the
+termination period and retires blue; the pairing ends with the rollout. Any alarm, a failed
 hook or the maximum execution time puts all traffic back on blue in one weight update.
 
 An observer is told each step as it starts and each alarm reading as it is taken, so the
@@ -15,6 +17,7 @@ remaining steps follow; nothing is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from pydantic import BaseModel, Field
 
 from mlops.errors import EndpointError, MlopsError, RolloutError
-from mlops.rollout.alarms import AlarmReport, VariantWindow, evaluate_alarms
+from mlops.rollout.alarms import AlarmReport, Pair, VariantWindow, evaluate_alarms
 from mlops.rollout.policy import BlueGreenPolicy
 
 if TYPE_CHECKING:
@@ -45,9 +48,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Blue's predictions from this long before the rollout count as its side of the signal gate
-# (after a full shift blue serves nothing more, and ALL_AT_ONCE never splits traffic).
-_BLUE_LOOKBACK_S = 900.0
 _DRAIN_S = 1.0
 
 Phase = Literal["start", "shift", "post_traffic", "retire", "rollback"]
@@ -157,6 +157,7 @@ class _Run:
         require_live_traffic: bool,
         poll_s: float,
         observer: RolloutObserver | None = None,
+        labels: bool | None = None,
     ) -> None:
         self.client = client
         self.observer = observer
@@ -173,7 +174,11 @@ class _Run:
         self.steps: list[RolloutStep] = []
         self.timeline: list[dict[str, float]] = []
         self.last_report: AlarmReport | None = None
-        self.blue_before: list[float] | None = None
+        # the model-signal gate's pairs: green's and blue's predictions of the same rows
+        self.pairs: list[Pair] = []
+        self.pairing_id: str | None = None
+        self.pairs_after = 0
+        self.labels = labels
 
     # -- steps -------------------------------------------------------------------------
     def step(
@@ -244,7 +249,7 @@ class _Run:
         if self.blue is not None:
             weights[self.blue] = 100.0 - share
         if self.traffic_started is None:
-            self.blue_before = self._blue_predictions_so_far()
+            self.start_pairing()
         self.client.set_weights(weights)
         if self.traffic_started is None:
             self.traffic_started = time.time()
@@ -272,15 +277,48 @@ class _Run:
             time.sleep(min(self.poll_s, max(deadline - time.time(), 0.0)))
         step.ended_at = time.time()
 
-    def _blue_predictions_so_far(self) -> list[float]:
-        """Blue's predictions of the last minutes, read once before traffic moves."""
+    def start_pairing(self) -> None:
+        """Have the gateway mirror green's requests to blue and pair the predictions."""
         if self.blue is None:
-            return []
+            return  # nothing to compare with: the gate stays silent
         try:
-            before = self.client.metrics(since=self.started - _BLUE_LOOKBACK_S)
+            doc = self.client.start_pairing(
+                self.green, self.blue, max_per_s=self.policy.alarms.signal_pairs_per_s
+            )
         except MlopsError as exc:
-            raise _Rollback(f"the gateway did not answer its metrics: {exc}", "gateway") from None
-        return VariantWindow.from_metrics(before["variants"].get(self.blue)).predictions
+            raise _Rollback(
+                f"the gateway did not start pairing {self.green} with {self.blue} for the "
+                f"model-signal gate: {exc}; an endpoint started by an older mlops needs "
+                "`mlops endpoint stop` and `start` first",
+                "gateway",
+            ) from None
+        self.pairing_id, self.pairs_after = str(doc["id"]), int(doc["next"])
+
+    def read_pairs(self) -> None:
+        """Add the pairs the gateway recorded since the last reading."""
+        if self.pairing_id is None:
+            return
+        try:
+            doc = self.client.pairing(after=self.pairs_after)
+        except MlopsError as exc:
+            raise _Rollback(
+                f"the gateway stopped answering its pairing: {exc}", "gateway"
+            ) from None
+        if not doc.get("active") or doc.get("id") != self.pairing_id:
+            self.start_pairing()  # the gateway was restarted: pair again from here
+            return
+        self.pairs.extend((g, b) for g, b in doc.get("pairs", []))
+        self.pairs_after = int(doc["next"])
+
+    def stop_pairing(self) -> None:
+        """End the pairing; a failure only leaves it to the gateway (it ends with green)."""
+        if self.pairing_id is None:
+            return
+        self.pairing_id = None
+        try:
+            self.client.stop_pairing()
+        except MlopsError as exc:
+            logger.warning("rollout: the pairing of %s was not ended: %s", self.green, exc)
 
     def observe(self, *, final: bool) -> AlarmReport:
         try:
@@ -292,9 +330,10 @@ class _Run:
             ) from None
         green = VariantWindow.from_metrics(window.get(self.green))
         blue = VariantWindow.from_metrics(window.get(self.blue) if self.blue else None)
-        # the signal gate compares with all blue answered, before and during the rollout
-        blue.predictions = (self.blue_before or []) + blue.predictions
-        report = evaluate_alarms(green, blue, self.policy.alarms, final=final)
+        self.read_pairs()
+        report = evaluate_alarms(
+            green, blue, self.policy.alarms, pairs=self.pairs, labels=self.labels, final=final
+        )
         self.last_report = report
         self.timeline.append({"t": time.time() - self.started, **report.metrics()})
         if self.observer is not None:
@@ -340,6 +379,8 @@ class _Run:
             f"termination wait {self.policy.termination_wait_s:g}s, then retire blue",
             phase="retire",
         )
+        if self.pairing_id is None and self.blue in {v.name for v in self.client.state().variants}:
+            self.start_pairing()  # a rollout resumed here: the gate watches this bake too
         self.bake(step, self.policy.termination_wait_s)
         present = {v.name for v in self.client.state().variants}
         if self.blue is not None and self.blue in present:
@@ -358,6 +399,8 @@ class _Run:
 def restore_blue(client: EndpointClient, blue: str | None, green: str) -> str:
     """Put all traffic on ``blue`` in one weight update, let green's requests finish, remove
     green; return what was done. Used by a rollback and by ``mlops endpoint rollback``."""
+    with contextlib.suppress(EndpointError):  # no pairing, or a gateway older than pairing
+        client.stop_pairing()
     present = {v.name for v in client.state().variants}
     if blue is not None:
         weights = {blue: 100.0}
@@ -391,6 +434,7 @@ def run_rollout(
     poll_s: float = 0.5,
     observer: RolloutObserver | None = None,
     resume: ResumePoint | None = None,
+    task: str | None = None,
 ) -> RolloutResult:
     """Roll ``green_ref`` out on ``endpoint`` under ``policy``; roll back on any alarm.
 
@@ -413,6 +457,8 @@ def run_rollout(
         observer: told of the start, each step and each alarm reading as they happen.
         resume: continue an interrupted rollout of the same green from where it stood
             (``MaximumExecutionTimeoutInSeconds`` counts from the resumption).
+        task: the model's task; the model-signal gate compares a regression's predictions
+            with a tolerance and a classifier's as labels (``None``: guessed from them).
 
     Returns:
         The record: ``outcome`` is ``completed`` or ``rolled_back`` with the reason.
@@ -473,6 +519,7 @@ def run_rollout(
         require_live_traffic=require_live_traffic,
         poll_s=poll_s,
         observer=observer,
+        labels=None if task is None else task != "regression",
     )
     if observer is not None:
         observer.on_start(blue, green)
@@ -501,6 +548,8 @@ def run_rollout(
                 f"rollback failed: {exc}; check `mlops endpoint describe {endpoint}` and set "
                 f"weights by hand (mlops endpoint update-weights {endpoint} {blue}=100)"
             ) from None
+    finally:
+        run.stop_pairing()
     if resume is not None and outcome == "completed":
         where = "from the start" if fresh else f"in its {resume.phase.replace('_', '-')} phase"
         reason = f"resumed {where}; {reason}"

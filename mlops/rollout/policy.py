@@ -47,7 +47,15 @@ class AlarmThresholds(BaseModel):
     max_5xx_rate: float = Field(0.01, ge=0, le=1)
     max_4xx_rate: float = Field(0.05, ge=0, le=1)
     max_latency_p99_ms: float = Field(250.0, gt=0)
-    max_signal_shift: float = Field(0.35, gt=0, le=1)
+    max_signal_shift: float = Field(
+        0.2, gt=0, le=1, description="share of paired predictions allowed to differ"
+    )
+    signal_tolerance: float = Field(
+        0.1, gt=0, le=10, description="relative difference a paired prediction may have"
+    )
+    signal_pairs_per_s: float = Field(
+        50.0, gt=0, le=10_000, description="green's requests mirrored to blue, at most, per s"
+    )
     min_requests: int = Field(20, ge=1)
 
 

@@ -266,7 +266,7 @@ def plot_rollout(result: RolloutResult, path: Path) -> Path:
     for key, label in (
         ("green_5xx_rate", "5xx rate"),
         ("green_4xx_rate", "4xx rate"),
-        ("signal_shift", "signal shift (KS)"),
+        ("signal_differing_share", "paired predictions differing"),
     ):
         err_ax.plot(times, [p.get(key, float("nan")) for p in result.timeline], label=label)
     alarms = result.policy.alarms

@@ -12,10 +12,16 @@ server is ready to serve): the body's ``capture`` object and the ``X-Mlops-Captu
 (``ok``; ``degraded``: records wait in the fallback spool; ``failing``: records can be
 written nowhere, or were dropped), with ``X-Mlops-Capture-Pending`` and
 ``X-Mlops-Capture-Dropped`` counts.
+
+A request carrying ``X-Mlops-Mirror`` with the server's mirror token is answered but not
+captured: an endpoint's gateway sends such copies of green's requests to blue during a
+rollout (:mod:`mlops.endpoints.pairing`); they were never served to a caller. The token
+comes from the gateway in ``_MLOPS_MIRROR_TOKEN``; without it every request is captured.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -36,12 +42,27 @@ from mlops.serving.codec import (
 )
 from mlops.serving.model import ServingModel, loads_natively
 
-__all__ = ["CONFIG_ENV", "CaptureOptions", "ServerConfig", "ServingApp", "create_app"]
+__all__ = [
+    "CONFIG_ENV",
+    "MIRROR_HEADER",
+    "MIRROR_TOKEN_ENV",
+    "CaptureOptions",
+    "ServerConfig",
+    "ServingApp",
+    "create_app",
+]
 
 logger = logging.getLogger(__name__)
 
 CONFIG_ENV = "_MLOPS_SERVER_CONFIG"
 """Environment variable carrying the :class:`ServerConfig` (JSON) to every worker."""
+
+MIRROR_HEADER = b"x-mlops-mirror"
+"""Request header of a gateway's mirrored copy, with the mirror token: answered, not captured."""
+
+MIRROR_TOKEN_ENV = "_MLOPS_MIRROR_TOKEN"
+"""Environment variable through which an endpoint's gateway gives its model servers the
+mirror token (never a command-line argument: those are visible to every user)."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -79,6 +100,7 @@ class ServerConfig:
     capture: CaptureOptions | None = None
     log_level: str = "info"
     report_dir: str | None = None  # where each worker leaves its capture summary at exit
+    mirror_token: str | None = None  # requests carrying it in MIRROR_HEADER are not captured
 
     def to_json(self) -> str:
         """The config as one JSON string."""
@@ -131,6 +153,7 @@ class ServingApp:
         self._ping_body = b""
         self._ping_info: dict[str, Any] = {}
         self._capture_warned_at = -1e9
+        self._mirror_token = config.mirror_token.encode() if config.mirror_token else None
         if model is not None:
             self._ready(model)
 
@@ -236,7 +259,7 @@ class ServingApp:
         if model is None:
             await self._error(send, 503, self._not_ready())
             return
-        content_type = accept = inference_id = length = None
+        content_type = accept = inference_id = length = mirror = None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
@@ -246,6 +269,8 @@ class ServingApp:
                 length = value
             elif name == b"x-amzn-sagemaker-inference-id":
                 inference_id = value
+            elif name == MIRROR_HEADER:
+                mirror = value
         try:
             if (
                 length is not None
@@ -279,7 +304,7 @@ class ServingApp:
         headers = self._csv_headers if out_type != JSON_CONTENT_TYPE else self._json_headers
         await self._respond(send, 200, payload, headers)
         writer = self.writer
-        if writer is not None and writer.should_capture():
+        if writer is not None and not self._mirrored(mirror) and writer.should_capture():
             try:
                 writer.record(
                     input_body=body,
@@ -290,6 +315,11 @@ class ServingApp:
                 )
             except Exception as exc:  # capture trouble must not fail answered requests
                 self._capture_failed(exc)
+
+    def _mirrored(self, value: bytes | None) -> bool:
+        """Whether a request is a gateway's mirrored copy (its header holds our token)."""
+        token = self._mirror_token
+        return value is not None and token is not None and hmac.compare_digest(value, token)
 
     def _capture_failed(self, exc: Exception) -> None:
         now = time.monotonic()

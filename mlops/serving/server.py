@@ -31,7 +31,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from mlops.errors import ConfigError
-from mlops.serving.app import CONFIG_ENV, CaptureOptions, ServerConfig
+from mlops.serving.app import CONFIG_ENV, MIRROR_TOKEN_ENV, CaptureOptions, ServerConfig
 from mlops.serving.model import ResolvedModel, find_model_dir, read_mlmodel, resolve_model
 
 if TYPE_CHECKING:
@@ -210,7 +210,9 @@ def run_server(
         max_payload_mb=max_payload_mb,
     )
     report_dir = tempfile.mkdtemp(prefix="mlops-serve-")
-    config = dataclasses.replace(config, report_dir=report_dir)
+    # a gateway's mirrored copies are answered uncaptured (mlops.endpoints.pairing)
+    mirror = os.environ.get(MIRROR_TOKEN_ENV) or None
+    config = dataclasses.replace(config, report_dir=report_dir, mirror_token=mirror)
     limits = settings.serving
     http: Any = _available("httptools", "h11")
     if http == "httptools":

@@ -127,6 +127,22 @@ def require_approved(client: MlflowClient, model_name: str, version: str) -> Non
         )
 
 
+def _registered_task(settings: Settings, model_name: str, versions: list[str]) -> str | None:
+    """The task (``regression``, ``binary``, ...) recorded on the first of ``versions`` that
+    has one (``mlops.task``); ``None`` when none does (a model registered by hand)."""
+    from mlops.errors import MlopsError
+
+    client = connect(settings)
+    for version in versions:
+        try:
+            task = get_version(client, model_name, version).tags.get(Tags.TASK)
+        except MlopsError:
+            continue
+        if task:
+            return str(task)
+    return None
+
+
 def _capture_counter(settings: Settings, endpoint: str, variant: str, destination: str):
     """Count ``variant``'s capture records written since a time (the post-traffic hook)."""
 
@@ -327,6 +343,12 @@ def roll_out(
     endpoint = state.name
     versions = {v.name: str(v.model_version) for v in state.variants if v.model_version}
     smoke_body, smoke_rows = reference_rows(settings, model_name, version, policy.smoke_rows)
+    blues = [
+        str(v.model_version)
+        for v in state.variants
+        if not v.shadow and v.weight > 0 and v.model_name == model_name and v.model_version
+    ]
+    task = _registered_task(settings, model_name, [version, *blues])  # labels or numbers
     capture = state.capture
     counter = (
         _capture_counter(settings, endpoint, green_variant, capture.destination)
@@ -362,6 +384,7 @@ def roll_out(
                 green_variant=green_variant,
                 observer=journal,
                 resume=resume,
+                task=task,
             )
         except BaseException as exc:  # the note stays: rollback or resume takes over
             journal.abandon(exc)

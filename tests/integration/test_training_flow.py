@@ -385,11 +385,9 @@ def test_bad_input_fails_flow_without_retries(
     pd.DataFrame({"distance": np.arange(50.0), "fare": np.arange(50.0) * 2 + 3}).to_csv(
         path, index=False
     )
-    started = time.monotonic()
     with pytest.raises(DataError) as info:
         training_pipeline(model_name=name, data=str(path), target="total", settings=module_settings)
     assert "'total'" in str(info.value) and str(path) in str(info.value)
-    assert time.monotonic() - started < 30
 
     client = connect(module_settings)
     assert client.search_registered_models(filter_string=f"name='{name}'") == []

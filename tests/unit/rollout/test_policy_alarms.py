@@ -63,7 +63,6 @@ def _window(
     s5: int = 0,
     m424: int = 0,
     p99: float = 5.0,
-    preds: list[float] | None = None,
 ) -> VariantWindow:
     return VariantWindow(
         requests=n,
@@ -73,7 +72,6 @@ def _window(
         model_errors=m424,
         latency_p50_ms=p99 / 2,
         latency_p99_ms=p99,
-        predictions=preds or [],
     )
 
 
@@ -82,11 +80,12 @@ THRESHOLDS = AlarmThresholds(min_requests=20)
 
 def test_healthy_green_fires_nothing() -> None:
     rng = random.Random(1)
-    blue = _window(200, preds=[rng.gauss(10, 3) for _ in range(200)])
-    green = _window(40, preds=[rng.gauss(10, 3) for _ in range(40)])
-    report = evaluate_alarms(green, blue, THRESHOLDS)
+    blue = [rng.gauss(10, 3) for _ in range(40)]
+    pairs = [(b * rng.uniform(0.97, 1.03), b) for b in blue]  # the same requests, nearly
+    report = evaluate_alarms(_window(40), _window(200), THRESHOLDS, pairs=pairs)
     assert report.fired is None
-    assert report.signal_shift is not None and report.signal_shift < 0.35
+    assert report.signal_pairs == 40
+    assert report.signal_differing_share == 0.0
 
 
 def test_server_errors_and_model_errors_fire_5xx_alarm() -> None:
@@ -118,22 +117,23 @@ def test_slow_green_fires_latency_alarm() -> None:
 
 def test_shifted_predictions_fire_model_signal_gate() -> None:
     rng = random.Random(2)
-    blue = _window(200, preds=[rng.gauss(10, 3) for _ in range(200)])
-    green = _window(40, preds=[rng.gauss(10, 3) * 1.8 for _ in range(40)])
-    report = evaluate_alarms(green, blue, THRESHOLDS)
+    pairs = [(b * 1.8, b) for b in (rng.gauss(10, 3) for _ in range(40))]
+    report = evaluate_alarms(_window(40), _window(200), THRESHOLDS, pairs=pairs)
     assert report.fired == "model_signal"
     assert report.signal_p_value is not None and report.signal_p_value < 0.01
+    assert "of 40 paired predictions" in (report.reason or "")
+    assert "differ by more than 10%" in (report.reason or "")
 
 
-def test_from_metrics_drops_non_finite_predictions() -> None:
+def test_from_metrics_reads_counts_and_latency() -> None:
     window = VariantWindow.from_metrics(
         {
             "requests": 3,
             "status_2xx": 3,
             "latency_ms": {"p50": 1.0, "p99": 2.0},
-            "predictions": [1.0, "nan", None, 2.5],
+            "predictions": [1.0, "nan", None, 2.5],  # the gate pairs predictions instead
         }
     )
-    assert window.predictions == [1.0, 2.5]
+    assert (window.requests, window.status_2xx) == (3, 3)
     assert window.latency_p99_ms == 2.0
     assert VariantWindow.from_metrics(None).requests == 0

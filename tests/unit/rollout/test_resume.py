@@ -1,8 +1,9 @@
 """The controller's steps as an observer sees them, and resuming an interrupted rollout.
 
 The gateway here is a small in-memory stand-in for the admin API (variants, weights, the
-metrics window), so each resume point can be set up exactly; the real thing is exercised
-by tests/integration/endpoints/test_rollout_recovery.py with killed rollout processes.
+metrics window, the pairing of predictions), so each resume point can be set up exactly;
+the real thing is exercised by tests/integration/endpoints/test_rollout_recovery.py with
+killed rollout processes.
 """
 
 from __future__ import annotations
@@ -74,6 +75,16 @@ class _Gateway:
             }
 
         return {"variants": {name: window(name) for name in self.weights}}
+
+    def start_pairing(self, green: str, blue: str, **kw: Any) -> dict[str, Any]:
+        return {"active": True, "id": "p1", "next": 0}
+
+    def pairing(self, after: int = 0) -> dict[str, Any]:
+        """Green and blue agree on every mirrored row."""
+        return {"active": True, "id": "p1", "next": after + 50, "pairs": [[12.5, 12.5]] * 50}
+
+    def stop_pairing(self) -> dict[str, Any]:
+        return {"active": False}
 
 
 class _Observer:
