@@ -1,11 +1,11 @@
 """The model server as a raw ASGI application (SageMaker's inference container contract).
 
-Routes: ``GET /ping`` (200 once the model is loaded, else 503), ``POST /invocations``,
-``GET /execution-parameters`` (batch transform). Errors are JSON ``{"error": "..."}``:
-400 invalid input, 413 body over the limit, 415 unsupported content type, 424 the model
-raised, 503 not ready, 404/405 other paths and methods. There is no framework on the hot
-path: headers are matched once, responses reuse preencoded header lists, nothing is logged
-per request.
+Routes: ``GET /ping`` (200 once every worker has loaded the model, else 503),
+``POST /invocations``, ``GET /execution-parameters`` (batch transform). Errors are JSON
+``{"error": "..."}``: 400 invalid input, 413 body over the limit, 415 unsupported content
+type, 424 the model raised, 503 not ready, 404/405 other paths and methods. There is no
+framework on the hot path: headers are matched once, responses reuse preencoded header
+lists, nothing is logged per request.
 
 With data capture on, ``/ping`` also says how capture stands, and still answers 200 (the
 server is ready to serve): the body's ``capture`` object and the ``X-Mlops-Capture`` header
@@ -228,6 +228,15 @@ class ServingApp:
         if self.model is None:
             await self._error(send, 503, self._not_ready())
             return
+        loading = self._workers_loading()
+        if loading:  # a request could reach one of them: not ready yet
+            await self._error(
+                send,
+                503,
+                f"{loading} of {self.config.workers} workers are still loading the model; "
+                "retry when GET /ping answers 200",
+            )
+            return
         writer = self.writer
         if writer is None:
             await self._respond(send, 200, self._ping_body, self._json_headers)
@@ -429,6 +438,22 @@ class ServingApp:
             staging.write_text(json.dumps(health.as_dict()))
             staging.replace(report)
 
+    def _workers_loading(self) -> int:
+        """How many of the server's workers have not loaded the model (each leaves a
+        ``<pid>.ready`` marker in ``report_dir``; markers of dead workers do not count)."""
+        if self.config.workers <= 1 or not self.config.report_dir:
+            return 0
+        ready = 0
+        for marker in Path(self.config.report_dir).glob("*.ready"):
+            try:
+                os.kill(int(marker.stem), 0)
+            except (ValueError, ProcessLookupError):
+                continue
+            except PermissionError:  # alive, another user's
+                pass
+            ready += 1
+        return max(self.config.workers - ready, 0)
+
     def _load(self) -> None:
         try:
             model = ServingModel.load(
@@ -458,6 +483,8 @@ class ServingApp:
         }
         self._ping_body = _json(self._ping_info)
         self.model = model
+        if self.config.report_dir and self.config.workers > 1:
+            (Path(self.config.report_dir) / f"{self.pid}.ready").touch()
 
 
 def _configure_logging(level: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import subprocess
@@ -311,7 +312,15 @@ from mlflow.pyfunc import PythonModel
 
 class Slow(PythonModel):
     def load_context(self, context):
-        time.sleep(float(os.environ.get("SLOW_MODEL_LOAD_S", "0")))
+        delay = float(os.environ.get("SLOW_MODEL_LOAD_S", "0"))
+        first = os.environ.get("SLOW_MODEL_FIRST_FLAG")
+        if first:  # the first worker to load is quick, the others take the delay
+            try:
+                os.close(os.open(first, os.O_CREAT | os.O_EXCL))
+                delay = 0.2
+            except FileExistsError:
+                pass
+        time.sleep(delay)
 
     def predict(self, context, model_input, params=None):
         if (model_input["x"] > 100).any():
@@ -360,6 +369,40 @@ def test_pyfunc_model_503_while_loading_then_424_when_it_raises(
         assert ok.json() == {"predictions": [4.0]}
         _assert_error(srv.invoke(b"101,1"), 424, "ValueError: x over 100 breaks this model")
         assert srv.invoke(b"2,1").body == b"5.0"
+
+
+def _fresh(srv: Server, method: str, path: str, body: bytes | None = None) -> int:
+    """The status of one request on a new connection (workers share the listening socket)."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers={"Content-Type": "text/csv"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def test_ping_answers_200_only_once_every_worker_has_loaded(
+    slow_model_dir: Path, tmp_path: Path
+) -> None:
+    """Two workers, one loading in 0.2 s and one in 6 s: /ping says ready only when both
+    are, so whatever worker a request then reaches answers it (none says "still loading")."""
+    env = server_env(SLOW_MODEL_LOAD_S="6", SLOW_MODEL_FIRST_FLAG=str(tmp_path / "first"))
+    args = ["--model-dir", str(slow_model_dir), "--workers", "2"]
+    started = time.monotonic()
+    with start_server(args, tmp_path, env=env, wait=False) as srv:
+        deadline = started + 120
+        while True:
+            try:
+                if _fresh(srv, "GET", "/ping") == 200:
+                    break
+            except OSError:
+                pass  # not listening yet
+            assert time.monotonic() < deadline, srv.log.read_text()[-3000:]
+            time.sleep(0.05)
+        statuses = [_fresh(srv, "POST", "/invocations", b"2,1\n") for _ in range(40)]
+        assert statuses == [200] * 40, statuses
 
 
 def test_model_that_fails_to_load_answers_503_with_the_reason(
