@@ -17,6 +17,7 @@ __all__ = [
     "find_processes",
     "is_process_of",
     "kill_group",
+    "kill_orphans",
     "log_tail",
     "pid_alive",
     "port_is_free",
@@ -84,7 +85,7 @@ def terminate_process(pid: int, grace_s: float = STOP_GRACE_S) -> None:
 
 def kill_group(pid: int) -> None:
     try:
-        if os.getpgid(pid) == pid:  # a session leader: take its workers with it
+        if os.getpgid(pid) == pid:  # a group leader: take its workers with it
             os.killpg(pid, signal.SIGKILL)
             return
     except (ProcessLookupError, PermissionError):
@@ -92,6 +93,19 @@ def kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     pid_alive(pid)  # reap if it is our child
+
+
+def kill_orphans(pid: int | None) -> None:
+    """SIGKILL what is left of the process group that ``pid`` led, once ``pid`` is gone.
+
+    A model server's workers outlive their supervisor killed with SIGKILL and go on holding
+    its port. Linux reuses no pid while a process group still bears it, so only that
+    group's processes are hit (none: nothing happens).
+    """
+    if pid is None or pid <= 1 or pid_alive(pid):
+        return  # (0 would be this process's own group)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def port_is_free(port: int) -> bool:

@@ -1,9 +1,10 @@
 """The variants' model-server processes: start, adopt, probe, restart, stop.
 
-Each variant is a ``python -m mlops.serving`` process in a session of its own, so it
-outlives a killed gateway; a gateway started again adopts a variant whose recorded pid is
-still that server and answers ``/ping`` on its port, and starts the others. A variant whose
-process dies is restarted with exponential back-off.
+Each variant is a ``python -m mlops.serving`` process in a process group of its own (in
+the gateway's session), so it outlives a killed gateway; a gateway started again adopts a
+variant whose recorded pid is still that server and answers ``/ping`` on its port, and
+starts the others. A variant whose process dies is restarted with exponential back-off
+(the workers of a server killed alone are stopped first: they would keep its port).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mlops.endpoints.processes import (
     find_free_port,
     is_process_of,
     kill_group,
+    kill_orphans,
     log_tail,
     port_is_free,
 )
@@ -228,7 +230,11 @@ class Supervisor:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=self._environment(),
-                    start_new_session=True,  # outlives a killed gateway; adopted on restart
+                    # Its own process group (stopped as one, outlives a killed gateway and
+                    # is adopted on restart) in the gateway's session: on a busy machine
+                    # Linux shares CPU fairly between sessions (autogroups), and an endpoint
+                    # is then one of them, as a model server started alone is.
+                    process_group=0,
                 )
             v.pid = variant.proc.pid
             problem = await self._wait_ready(variant, VARIANT_START_TIMEOUT_S)
@@ -325,6 +331,7 @@ class Supervisor:
                     continue
                 if variant.alive():
                     continue
+                kill_orphans(variant.state.pid)  # its workers, if it was killed alone
                 if variant.state.status == "InService":
                     code = variant.proc.poll() if variant.proc is not None else None
                     tail = log_tail(self._log(variant.state.name), 10)

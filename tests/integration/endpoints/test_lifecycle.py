@@ -206,6 +206,15 @@ def test_capture_layout_and_counts(
     assert [r for r in records if r["eventMetadata"].get("inferenceId") == "req-1"]
 
 
+def _group_alive(pgid: int | None) -> bool:
+    assert pgid is not None
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_crashed_variant_is_restarted(
     ep_settings: Settings, client: EndpointClient, csv_rows: list[bytes]
 ) -> None:
@@ -217,6 +226,8 @@ def test_crashed_variant_is_restarted(
         return v2.pid != before.pid and v2.status == "InService"
 
     _wait_for(restarted, 60, "v2 to be restarted")
+    # its workers (one per core) outlived the killed server; the gateway stopped them
+    _wait_for(lambda: not _group_alive(before.pid), 30, "the killed server's workers to end")
     answer = client.invoke(csv_rows[0], target_variant="v2")
     assert answer.status == 200 and answer.variant == "v2"
     saved = json.loads(state_path(ep_settings.endpoints_dir, NAME).read_text())
