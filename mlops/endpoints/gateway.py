@@ -1,14 +1,18 @@
 """The gateway of one local endpoint: one process that assembles the endpoint's parts.
 
-One gateway process per endpoint (uvicorn, one worker, raw ASGI):
+One gateway process per endpoint, one event loop (uvloop when installed):
 
 * :mod:`~mlops.endpoints.routing` answers the invocations port (``/ping``,
-  ``/invocations``): weights, target variants, proxying, shadow copies;
+  ``/invocations``): weights, target variants, proxying, shadow copies; the port is read
+  by the lean HTTP/1.1 server of :mod:`~mlops.endpoints.invocations`, bounded like the
+  model server (``serving.max_header_bytes``, ``header_timeout_s``, ``request_timeout_s``,
+  ``keep_alive_s``, ``max_connections``);
 * :mod:`~mlops.endpoints.supervision` runs the variants' model servers (adopted when still
   running from an earlier gateway, restarted when they die);
-* :mod:`~mlops.endpoints.admin` answers the admin port, a second loopback port that only the
-  endpoint's owner can use (a token from a 0600 file, :mod:`~mlops.endpoints.admin_auth`);
-  requests to the invocations port never reach it;
+* :mod:`~mlops.endpoints.admin` answers the admin port (uvicorn, raw ASGI, the same
+  bounds), a second loopback port that only the endpoint's owner can use (a token from a
+  0600 file, :mod:`~mlops.endpoints.admin_auth`); requests to the invocations port never
+  reach it;
 * the endpoint's state file (:mod:`~mlops.endpoints.state`) is rewritten after each change,
   so the gateway started again restores the same variants, weights and ports;
 * :mod:`~mlops.endpoints.minute_metrics` records each variant's requests, errors and
@@ -20,14 +24,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
+import importlib.util
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlops.endpoints.admin import AdminApi
 from mlops.endpoints.admin_auth import ensure_token
 from mlops.endpoints.asgi import Receive, Scope, Send
+from mlops.endpoints.invocations import InvocationsServer
 from mlops.endpoints.minute_metrics import MinuteMetrics
 from mlops.endpoints.routing import Router
 from mlops.endpoints.state import (
@@ -50,6 +57,8 @@ __all__ = ["Gateway", "run_gateway"]
 
 logger = logging.getLogger(__name__)
 
+GRACEFUL_SHUTDOWN_S = 5.0
+
 
 class Gateway:
     """The ASGI application of one endpoint's gateway.
@@ -58,9 +67,17 @@ class Gateway:
         settings: settings of this process (tracking store to resolve models, payload limit).
         state: the endpoint's state, as loaded from its state file (with its admin port).
         token: the admin token that admin requests must carry.
+        invocations_socket: the bound socket of the invocations port (listened on at
+            startup); ``None``: the invocations port is not served.
     """
 
-    def __init__(self, settings: Settings, state: EndpointState, token: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        state: EndpointState,
+        token: str,
+        invocations_socket: socket.socket | None = None,
+    ) -> None:
         self.settings = settings
         self.state = state
         folder = endpoint_dir(settings.endpoints_dir, state.name)
@@ -69,12 +86,13 @@ class Gateway:
             endpoint_metrics_dir(settings, state.name), period_s=settings.serving.metrics_period_s
         )
         self.server: uvicorn.Server | None = None
-        self.router = Router(
-            state,
-            self.variants,
-            self.minute_metrics,
+        self.router = Router(state, self.variants, self.minute_metrics)
+        self.invocations = InvocationsServer(
+            self.router.handle,
+            settings.serving,
             max_body=int(settings.serving.max_payload_mb * 1024 * 1024),
         )
+        self._invocations_socket = invocations_socket
         self.supervisor = Supervisor(
             settings,
             state,
@@ -98,12 +116,8 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
-        elif scope["type"] == "http":
-            local = scope.get("server")  # the listening socket the request came in on
-            if local is not None and local[1] == self.state.admin_port:
-                await self.admin(scope, receive, send)
-            else:
-                await self.router(scope, receive, send)
+        elif scope["type"] == "http":  # uvicorn listens on the admin port only
+            await self.admin(scope, receive, send)
 
     def persist(self) -> None:
         """Save the endpoint's state file with the variants as they are now."""
@@ -133,6 +147,8 @@ class Gateway:
 
     async def _startup(self) -> None:
         await self.router.start()
+        if self._invocations_socket is not None:
+            await self.invocations.start(self._invocations_socket)
         self.state.gateway_pid = os.getpid()
         if self.state.status != "Creating":
             self.state.status = "Updating"
@@ -143,6 +159,8 @@ class Gateway:
         )
 
     async def _shutdown(self) -> None:
+        # Requests in flight are answered first; the variants stop after them.
+        await self.invocations.close(GRACEFUL_SHUTDOWN_S)
         logger.info("endpoint %s: stopping its variants", self.state.name)
         self.supervisor.halt()
         self.router.cancel_shadows()
@@ -161,8 +179,9 @@ def run_gateway(settings: Settings, name: str) -> None:
     """Run the gateway of endpoint ``name`` in this process until it is shut down.
 
     Holds an exclusive lock on ``<endpoint dir>/gateway.lock`` so that one gateway at most
-    runs per endpoint. Listens on the invocations port and on the admin port, both on
-    loopback; an endpoint saved before admin ports existed gets a free one.
+    runs per endpoint. Listens on the invocations port (:mod:`~mlops.endpoints.invocations`)
+    and on the admin port (uvicorn), both on loopback; an endpoint saved before admin ports
+    existed gets a free one.
 
     Raises:
         EndpointNotFoundError: the endpoint has no state file.
@@ -189,21 +208,39 @@ def run_gateway(settings: Settings, name: str) -> None:
         if state.admin_port is None:
             state.admin_port = int(sockets[1].getsockname()[1])
             save_state(settings.endpoints_dir, state)
-        app = Gateway(settings, state, token)
+        app = Gateway(settings, state, token, invocations_socket=sockets[0])
+        limits = settings.serving
         config = uvicorn.Config(
             app,
             lifespan="on",
             log_level="warning",
             access_log=False,
-            timeout_graceful_shutdown=5,
+            http=_admin_protocol(settings),
+            timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_S),
+            timeout_keep_alive=limits.keep_alive_s,
+            limit_concurrency=limits.max_connections + 1,
+            h11_max_incomplete_event_size=limits.max_header_bytes,
         )
         server = uvicorn.Server(config)
         app.server = server
-        server.run(sockets=sockets)
+        server.run(sockets=sockets[1:])
     finally:
         for sock in sockets:
             sock.close()
         lock.close()
+
+
+def _available(fast: str, fallback: str) -> str:
+    return fast if importlib.util.find_spec(fast) is not None else fallback
+
+
+def _admin_protocol(settings: Settings) -> Any:
+    """uvicorn's HTTP protocol for the admin port: bounded like the model server's."""
+    if _available("httptools", "h11") == "h11":
+        return "h11"
+    from mlops.serving.limits import BoundedHttpToolsProtocol
+
+    return functools.partial(BoundedHttpToolsProtocol, limits=settings.serving)
 
 
 def _listen(name: str, port: int) -> socket.socket:

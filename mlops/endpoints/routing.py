@@ -1,6 +1,7 @@
 """The invocations side of a gateway: weights, target-variant routing, proxying, shadows.
 
-This is the ASGI app of the endpoint's invocations port (SageMaker runtime semantics):
+This answers the requests of the endpoint's invocations port, which
+:mod:`mlops.endpoints.invocations` reads (SageMaker runtime semantics):
 
 * ``GET /ping``: the gateway is alive; the body names the endpoint's status.
 * ``POST /invocations`` and ``POST /endpoints/{name}/invocations``: a production variant is
@@ -21,13 +22,14 @@ import bisect
 import random
 import time
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from mlops.capture import parse_predictions
-from mlops.endpoints.asgi import HttpError, Receive, Scope, Send, read_body, send_json
+from mlops.endpoints.asgi import HttpError
+from mlops.endpoints.invocations import Request, Response, json_response
+from mlops.endpoints.upstream import Upstream, UpstreamTimeout, UpstreamUnavailable
 
 if TYPE_CHECKING:
-    import httpx
-
     from mlops.endpoints.minute_metrics import MinuteMetrics
     from mlops.endpoints.pairing import Pairing
     from mlops.endpoints.state import EndpointState
@@ -51,7 +53,6 @@ class Router:
         variants: the gateway's variants by name; read here, changed by the admin API,
             which calls :meth:`rebuild` after each change.
         minute_metrics: the per-minute records on disk.
-        max_body: the payload limit in bytes (413 above it).
     """
 
     def __init__(
@@ -59,30 +60,22 @@ class Router:
         endpoint: EndpointState,
         variants: dict[str, Variant],
         minute_metrics: MinuteMetrics,
-        max_body: int,
     ) -> None:
         self.endpoint = endpoint
         self.variants = variants
         self.minute_metrics = minute_metrics
-        self.max_body = max_body
         self._routes: tuple[list[str], list[float], float] = ([], [], 0.0)
         self._shadow: str | None = None
         self._shadow_inflight = 0
         self._shadow_tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
+        self._upstreams: dict[int | None, Upstream] = {}  # by model server port
         # model-signal gate: set by the admin API during a rollout (mlops.endpoints.pairing)
         self.pairing: Pairing | None = None
         self.rebuild()
 
     async def start(self) -> None:
-        """Open the connection pool to the model servers."""
-        import httpx
-
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(60.0, connect=2.0),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-            trust_env=False,  # never send loopback traffic through a proxy from the env
-        )
+        """Nothing to open: connections to the model servers are made when first needed
+        and kept alive (:mod:`mlops.endpoints.upstream`)."""
 
     def cancel_shadows(self) -> None:
         """Drop the shadow copies in flight (at shutdown)."""
@@ -95,29 +88,32 @@ class Router:
         pairing, self.pairing = self.pairing, None  # model-signal pairing: its own pool
         if pairing is not None:
             await pairing.close()
-        if self._client is not None:
-            await self._client.aclose()
+        for upstream in self._upstreams.values():
+            upstream.close()
+        self._upstreams.clear()
 
-    # ------------------------------------------------------------------ ASGI
+    # ------------------------------------------------------------------ requests
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method, path = scope["method"], scope["path"]
+    async def handle(self, request: Request) -> Response:
+        """The answer to one request of the invocations port."""
+        method, path = request.method, request.path
         try:
-            if path == "/invocations" and method == "POST":
-                await self.invoke(scope, receive, send)
-            elif path == "/ping" and method in ("GET", "HEAD"):
-                await send_json(send, 200, {"status": self.endpoint.status})
-            elif path.startswith("/endpoints/") and path.endswith("/invocations"):
-                name = path[len("/endpoints/") : -len("/invocations")]
-                if name != self.endpoint.name or method != "POST":
+            if path == b"/invocations" and method == b"POST":
+                return await self.invoke(request)
+            if path == b"/ping" and method in (b"GET", b"HEAD"):
+                return json_response(200, {"status": self.endpoint.status})
+            text = unquote(path.decode("latin-1"))
+            if text.startswith("/endpoints/") and text.endswith("/invocations"):
+                name = text[len("/endpoints/") : -len("/invocations")]
+                if name != self.endpoint.name or method != b"POST":
                     raise HttpError(
                         404, f"this gateway serves endpoint {self.endpoint.name!r}, not {name!r}"
                     )
-                await self.invoke(scope, receive, send)
-            else:
-                raise HttpError(404, f"no route {method} {path}")
+                return await self.invoke(request)
+            raise HttpError(404, f"no route {method.decode('latin-1')} {text}")
         except HttpError as exc:
-            await send_json(send, exc.status, {"error": exc.message}, exc.headers)
+            extra = b"".join(b"%s: %s\r\n" % pair for pair in exc.headers)
+            return json_response(exc.status, {"error": exc.message}, extra)
 
     # ------------------------------------------------------------------ routing table
 
@@ -172,57 +168,59 @@ class Router:
 
     # ------------------------------------------------------------------ proxying
 
-    async def invoke(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Proxy one invocation to the picked variant and answer with its answer."""
-        import httpx
+    async def invoke(self, request: Request) -> Response:
+        """Proxy one invocation to the picked variant; its answer.
 
+        The body and the forwarded headers go on as the caller sent them (the headers were
+        parsed by the server: no line breaks in them); only the answer's predictions are
+        parsed, for the metrics.
+        """
         received = time.perf_counter()
-        headers = dict(scope["headers"])
+        headers, body = request.headers, request.body
         target = headers.get(TARGET_HEADER)
         variant = self.pick(target.decode() if target is not None else None)
-        body = await read_body(receive, self.max_body)
-        forward = {}
-        for name in FORWARDED_HEADERS:
-            if name in headers:
-                forward[name.decode()] = headers[name].decode("latin-1")
+        forward = b"".join(
+            [b"%s: %s\r\n" % (n, headers[n]) for n in FORWARDED_HEADERS if n in headers]
+        )
         if self._shadow is not None:
             self._mirror(self._shadow, body, forward)
-        assert self._client is not None, "Router.start() was not awaited"
         name = variant.state.name
         start = time.perf_counter()
         try:
-            resp = await self._client.post(
-                f"{variant.url}/invocations", content=body, headers=forward
-            )
-        except httpx.TimeoutException:
+            answer = await self._upstream(variant).post(body, forward)
+        except UpstreamTimeout:
             self._record(variant, 504, (time.perf_counter() - start) * 1000, [], start - received)
             raise HttpError(504, f"variant {name!r} did not answer in time") from None
-        except httpx.TransportError as exc:
+        except UpstreamUnavailable as exc:
             self._record(variant, 503, (time.perf_counter() - start) * 1000, [], start - received)
             raise HttpError(
                 503,
-                f"variant {name!r} is not reachable ({type(exc).__name__}); it is "
+                f"variant {name!r} is not reachable ({exc}); it is "
                 f"{variant.state.status}, see `mlops endpoint describe {self.endpoint.name}`",
             ) from None
         latency_ms = (time.perf_counter() - start) * 1000
-        content_type = resp.headers.get("content-type", "application/octet-stream")
-        predictions = parse_predictions(resp.content, content_type) if resp.is_success else []
+        raw_type = answer.content_type or b"application/octet-stream"
+        content_type = raw_type.decode("latin-1")
+        predictions = _predictions(answer.body, content_type) if answer.ok else []
         overhead_s = time.perf_counter() - received - latency_ms / 1000
-        self._record(variant, resp.status_code, latency_ms, predictions, overhead_s)
+        self._record(variant, answer.status, latency_ms, predictions, overhead_s)
         # -- model-signal pairing (mlops.endpoints.pairing): may copy to blue, returns at once
-        if self.pairing is not None and resp.is_success:
-            self.pairing.offer(name, body, forward, resp.content, content_type)
+        if self.pairing is not None and answer.ok:
+            sent = {
+                n.decode(): headers[n].decode("latin-1") for n in FORWARDED_HEADERS if n in headers
+            }
+            self.pairing.offer(name, body, sent, answer.body, content_type)
         # -- end of model-signal pairing
-        await send({
-            "type": "http.response.start",
-            "status": resp.status_code,
-            "headers": [
-                (b"content-type", content_type.encode("latin-1")),
-                (b"content-length", str(len(resp.content)).encode()),
-                (INVOKED_HEADER, name.encode()),
-            ],
-        })  # fmt: skip
-        await send({"type": "http.response.body", "body": resp.content})
+        invoked = b"%s: %s\r\n" % (INVOKED_HEADER, name.encode())
+        return Response(answer.status, answer.body, raw_type, invoked)
+
+    def _upstream(self, variant: Variant) -> Upstream:
+        """The kept-alive connections to ``variant``'s model server (made when first used)."""
+        port = variant.state.port
+        upstream = self._upstreams.get(port)
+        if upstream is None:
+            upstream = self._upstreams[port] = Upstream("127.0.0.1", int(port or 0))
+        return upstream
 
     def _record(
         self,
@@ -239,7 +237,7 @@ class Router:
         overhead_ms = None if overhead_s is None else overhead_s * 1000
         self.minute_metrics.record(variant.state.name, status, latency_ms, overhead_ms)
 
-    def _mirror(self, name: str, body: bytes, headers: dict[str, str]) -> None:
+    def _mirror(self, name: str, body: bytes, headers: bytes) -> None:
         """Send a copy of a request to the shadow variant without waiting for it."""
         variant = self.variants.get(name)
         if variant is None or variant.state.status != "InService":
@@ -252,20 +250,26 @@ class Router:
         self._shadow_tasks.add(task)
         task.add_done_callback(self._shadow_tasks.discard)
 
-    async def _shadow_call(self, variant: Variant, body: bytes, headers: dict[str, str]) -> None:
-        import httpx
-
-        assert self._client is not None
+    async def _shadow_call(self, variant: Variant, body: bytes, headers: bytes) -> None:
         start = time.perf_counter()
         try:
-            resp = await self._client.post(
-                f"{variant.url}/invocations", content=body, headers=headers
-            )
-        except httpx.HTTPError:
+            answer = await self._upstream(variant).post(body, headers)
+        except (UpstreamTimeout, UpstreamUnavailable):
             self._record(variant, 503, (time.perf_counter() - start) * 1000, [])
         else:
-            ctype = resp.headers.get("content-type")
-            preds = parse_predictions(resp.content, ctype) if resp.is_success else []
-            self._record(variant, resp.status_code, (time.perf_counter() - start) * 1000, preds)
+            ctype = answer.content_type.decode("latin-1") or None
+            preds = _predictions(answer.body, ctype) if answer.ok else []
+            self._record(variant, answer.status, (time.perf_counter() - start) * 1000, preds)
         finally:
             self._shadow_inflight -= 1
+
+
+def _predictions(body: bytes, content_type: str | None) -> list[float]:
+    """The numeric predictions of an answer, as :func:`parse_predictions` reads them; a
+    one-value CSV answer (the common single-row request) without building a table."""
+    if content_type is None or "json" not in content_type.lower():
+        try:
+            return [float(body)]  # float() strips whitespace, as the CSV reading does
+        except ValueError:
+            pass
+    return parse_predictions(body, content_type)
