@@ -1,16 +1,14 @@
 """Decoding the common capture record all at once: one CSV row in, one number out.
 
 A monitor reads captured single-row requests by the million. :class:`Batch` holds their
-input and output texts column by column, in chunks; :func:`prepare` does the checks that
-look at one record at a time (vectorised, with pyarrow; in a worker thread for files read
-whole), and :func:`decode_batch` the rest at once (one CSV parse for every row, the types
-of the columns), giving back the records it leaves to the record-by-record path
+input and output texts column by column; :func:`decode_batch` checks and decodes them with
+pyarrow (one CSV parse for every row, vectorised checks for the rest) and gives back the
+positions of the records it leaves to the record-by-record path
 (:mod:`mlops.capture.payloads`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlops.capture.format import TIME_FORMAT
@@ -19,7 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["Batch", "Chunk", "decode_batch", "maybe_numeric", "prepare"]
+__all__ = ["Batch", "decode_batch", "maybe_numeric"]
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 # One number, bare or as [x], [[x]] or {"predictions": [x]} (brackets balanced apart).
@@ -30,64 +28,63 @@ _JSON_ONE = (
 _CSV_FIRST = r"^\s*(?P<v>[^,]*?)\s*(?:,.*)?$"
 
 
-@dataclass
-class Chunk:
-    """Records of the common case, column by column, checked one by one (:func:`prepare`).
+class Batch:
+    """The records of the common case, column by column, for decoding all at once.
 
-    Attributes:
-        inputs: the input texts (pyarrow text).
-        outputs: the output texts.
-        is_json: whether each output is encoded JSON (numpy bool).
-        event_ids: pyarrow text, or numpy object (record by record: any JSON value).
-        inference_ids: as ``event_ids``.
-        times: the ``inferenceTime`` texts (pyarrow text; ``None`` where not text).
-        numbers: each record's reading-order number (numpy int64).
-        ok: whether each record is one CSV row of the features with one prediction
-            (numpy bool); the rest are of the records that are:
-        lines: the inputs without their line end (pyarrow large text).
-        values: the predictions as text.
-        stamps: the times (pyarrow timestamp, UTC).
-        rows: the inputs parsed (a pyarrow table of the features, as :func:`_parse_rows`).
-        floats: the predictions as numbers (pyarrow float64), or ``None`` if some are not.
-
-    Once settled in a :class:`Batch`, a chunk holds only the records that fit: their
-    ids (numpy object), ``numbers`` and the fields above.
+    Every record read is numbered in reading order (``records``); those that went record
+    by record instead are listed in ``slow_numbers``, so the batch's own numbers are the
+    others (see :meth:`numbers`).
     """
 
-    inputs: Any
-    outputs: Any
-    is_json: Any
-    event_ids: Any
-    inference_ids: Any
-    times: Any
-    numbers: Any = None
-    lines: Any = None
-    ok: Any = None
-    values: Any = None
-    stamps: Any = None
-    rows: Any = None
-    floats: Any = None
+    def __init__(self) -> None:
+        self.inputs: list[str] = []
+        self.outputs: list[str] = []
+        self.json_at: list[int] = []  # positions of outputs encoded JSON (the rest: CSV)
+        self.event_ids: list[Any] = []
+        self.inference_ids: list[Any] = []
+        self.times: list[Any] = []
+        self.records = 0  # records numbered so far, batch and record-by-record together
+        self.slow_numbers: list[int] = []
+
+    def numbers(self) -> Any:
+        """The reading-order number of each batch record (numpy int64)."""
+        import numpy as np
+
+        every = np.arange(1, self.records + 1, dtype=np.int64)
+        if not self.slow_numbers:
+            return every
+        return np.setdiff1d(every, np.asarray(self.slow_numbers, dtype=np.int64),
+                            assume_unique=True)
+
+    def json_mask(self) -> Any:
+        """Whether each batch record's output is encoded JSON (numpy bool)."""
+        import numpy as np
+
+        mask = np.zeros(len(self.inputs), dtype=bool)
+        mask[self.json_at] = True
+        return mask
 
 
-def prepare(chunk: Chunk, features: list[str]) -> Chunk:
-    """Check ``chunk``'s records one by one and decode those that fit (pyarrow only: safe
-    in a worker thread).
+def decode_batch(batch: Batch, features: list[str]) -> tuple[pd.DataFrame | None, list[int]]:
+    """Rows of every batch record that is one CSV row of the features with one prediction.
 
-    Sets ``ok``, and for the records that fit: ``lines``, ``values``, ``stamps``, ``rows``
-    (their CSV rows, parsed) and ``floats`` (their predictions as numbers, or ``None``
-    where some are labels).
+    Returns:
+        The frame of those (columns as ``capture_frame``'s, and ``_order``: each row's
+        reading-order number), and the positions of the other batch records, for the
+        record-by-record path.
     """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    inputs = pc.utf8_rtrim(pc.cast(chunk.inputs, pa.large_string()), characters="\r\n")
+    numbers = batch.numbers()
+    is_json = batch.json_mask()
+    inputs = pc.utf8_rtrim(pa.array(batch.inputs, pa.large_string()), characters="\r\n")
     header = "|".join(_re2_escape(name) for name in features)
     ok = pc.and_(
         pc.and_(
-            # one line each (the CSV reader skips an empty line and ends one at "\r")
-            pc.invert(pc.match_substring_regex(inputs, '[\n\r"]')),
-            pc.not_equal(inputs, ""),
+            pc.invert(pc.match_substring(inputs, "\n")),
+            pc.invert(pc.match_substring(inputs, '"')),
         ),
         pc.and_(
             pc.equal(pc.count_substring(inputs, ","), len(features) - 1),
@@ -96,234 +93,39 @@ def prepare(chunk: Chunk, features: list[str]) -> Chunk:
             pc.invert(pc.match_substring_regex(inputs, rf"(?:^|,)\s*(?:{header})\s*(?:,|$)")),
         ),
     )
-    values, ok_out = _one_prediction(pc.cast(chunk.outputs, pa.large_string()), chunk.is_json)
+    values, ok_out = _one_prediction(batch.outputs, is_json)
     ok = pc.fill_null(pc.and_(ok, ok_out), False)
-    chunk.ok = ok.to_numpy(zero_copy_only=False)
-    every = bool(chunk.ok.all())
-    if not chunk.ok.any():
-        return chunk
-    chunk.lines = inputs if every else pc.filter(inputs, ok)
-    chunk.values = values if every else pc.filter(values, ok)
-    times = chunk.times if every else pc.filter(chunk.times, ok)
-    chunk.stamps = pc.cast(
-        pc.strptime(times, format=TIME_FORMAT, unit="s", error_is_null=True),
-        pa.timestamp("ns", tz="UTC"),
+    mask = ok.to_numpy(zero_copy_only=False)
+    odd = np.flatnonzero(~mask).tolist()
+    if not mask.any():
+        return None, odd
+    every = bool(mask.all())
+    table = _parse_rows(inputs if every else pc.filter(inputs, ok), features)
+    frame = table.to_pandas()
+    frame["prediction"] = _numbers_or_labels(values if every else pc.filter(values, ok))
+    keep = None if every else np.flatnonzero(mask).tolist()
+    frame["event_id"] = _object_column(batch.event_ids, keep)
+    frame["inference_id"] = _object_column(batch.inference_ids, keep)
+    times = pc.strptime(
+        pa.array(batch.times if keep is None else [batch.times[i] for i in keep], pa.string()),
+        format=TIME_FORMAT, unit="s", error_is_null=True,
     )
-    chunk.rows = _parse_rows(_one_array(chunk.lines), features)
-    if chunk.rows.num_rows != len(chunk.lines):  # not expected: leave them all to the
-        chunk.ok = np.zeros(len(chunk.ok), dtype=bool)  # record-by-record path
-        return chunk
-    chunk.floats = _floats(chunk.values)
-    return chunk
+    frame["inference_time"] = pc.cast(times, pa.timestamp("ns", tz="UTC")).to_pandas()
+    frame["_order"] = numbers if keep is None else numbers[keep]
+    return frame, odd
 
 
-def _one_array(values: Any) -> Any:
-    import pyarrow as pa
-
-    if isinstance(values, pa.ChunkedArray):
-        return values.combine_chunks()
-    return values
-
-
-class Batch:
-    """The records of the common case, in chunks, for decoding all at once.
-
-    Records come record by record (appended to the lists ``inputs`` ... ``numbers``,
-    made a chunk when a chunk comes or at the end) or a file at a time as a prepared
-    :class:`Chunk` (:meth:`add`). Every record read is numbered in reading order
-    (``records`` counts them, here and in the record-by-record path together); the
-    batch keeps each record's number, so its own order does not matter.
-
-    A chunk is settled as it comes: the records :func:`prepare` found fit keep only what
-    decoding needs (their texts are dropped), the others go to ``odd`` as Python values.
-    """
-
-    def __init__(self, features: list[str]) -> None:
-        self.features = features
-        self.inputs: list[str] = []
-        self.outputs: list[str] = []
-        self.json_at: list[int] = []  # positions in ``outputs`` encoded JSON (the rest: CSV)
-        self.event_ids: list[Any] = []
-        self.inference_ids: list[Any] = []
-        self.times: list[str | None] = []
-        self.numbers: list[int] = []
-        self.records = 0  # records numbered so far, batch and record-by-record together
-        self.chunks: list[Chunk] = []
-        self.odd = Odd([], [], [], [], [], [], [])
-
-    def add(self, chunk: Chunk) -> None:
-        """Append a prepared chunk whose ``numbers`` are set.
-
-        Its ids become Python objects now (which needs the GIL), while worker threads
-        still parse the next files, rather than all at the end.
-        """
-        self.flush()
-        self._settle(chunk)
-
-    def flush(self) -> None:
-        """The records appended record by record so far, as a prepared chunk."""
-        if not self.inputs:
-            return
-        import numpy as np
-        import pyarrow as pa
-
-        is_json = np.zeros(len(self.inputs), dtype=bool)
-        is_json[self.json_at] = True
-        chunk = Chunk(
-            pa.array(self.inputs, pa.large_string()), pa.array(self.outputs, pa.large_string()),
-            is_json, _objects(self.event_ids), _objects(self.inference_ids),
-            pa.array(self.times, pa.string()), np.asarray(self.numbers, dtype=np.int64),
-        )
-        self._settle(prepare(chunk, self.features))
-        self.inputs, self.outputs, self.json_at = [], [], []
-        self.event_ids, self.inference_ids, self.times, self.numbers = [], [], [], []
-
-    def _settle(self, chunk: Chunk) -> None:
-        import numpy as np
-
-        ok = chunk.ok
-        event_ids = _as_objects(chunk.event_ids)
-        inference_ids = _as_objects(chunk.inference_ids)
-        if not ok.all():
-            at = np.flatnonzero(~ok)
-            odd = self.odd
-            odd.inputs += chunk.inputs.take(at).to_pylist()
-            odd.outputs += chunk.outputs.take(at).to_pylist()
-            odd.is_json += chunk.is_json[at].tolist()
-            odd.event_ids += list(event_ids[at])
-            odd.inference_ids += list(inference_ids[at])
-            odd.times += chunk.times.take(at).to_pylist()
-            odd.numbers += chunk.numbers[at].tolist()
-            if not ok.any():
-                return
-            event_ids, inference_ids = event_ids[ok], inference_ids[ok]
-            chunk.numbers = chunk.numbers[ok]
-        chunk.event_ids, chunk.inference_ids = event_ids, inference_ids
-        chunk.inputs = chunk.outputs = chunk.times = chunk.is_json = None
-        self.chunks.append(chunk)
-
-
-def _as_objects(values: Any) -> Any:
-    """pyarrow text as a numpy object array (``None`` where missing)."""
-    import numpy as np
-
-    if isinstance(values, np.ndarray):
-        return values
-    return values.to_numpy(zero_copy_only=False)
-
-
-def _objects(values: list[Any]) -> Any:
-    """Values of any type as a numpy object array (nested lists stay single values)."""
-    import numpy as np
-
-    array = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values):
-        array[i] = value
-    return array
-
-
-@dataclass
-class Odd:
-    """The batch records :func:`decode_batch` leaves to the record-by-record path."""
-
-    inputs: list[Any]
-    outputs: list[Any]
-    is_json: list[bool]
-    event_ids: list[Any]
-    inference_ids: list[Any]
-    times: list[Any]
-    numbers: list[int]
-
-
-def decode_batch(batch: Batch, features: list[str]) -> tuple[pd.DataFrame | None, Odd]:
-    """Rows of every batch record that is one CSV row of the features with one prediction.
-
-    Returns:
-        The frame of those (columns as ``capture_frame``'s, and ``_order``: each row's
-        reading-order number), and the other batch records, for the record-by-record path.
-    """
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
-
-    batch.flush()
-    chunks = batch.chunks
-    if not chunks:
-        return None, batch.odd
-
-    def column(name: str) -> Any:
-        arrays = []
-        for chunk in chunks:
-            values = getattr(chunk, name)
-            arrays += values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-        return pa.chunked_array(arrays, type=arrays[0].type).combine_chunks()
-
-    def objects(name: str) -> pd.Series:
-        parts = [getattr(chunk, name) for chunk in chunks]
-        return pd.Series(np.concatenate(parts) if len(parts) > 1 else parts[0], dtype=object)
-
-    table = _combine_rows([chunk.rows for chunk in chunks], features, lambda: column("lines"))
-    data: dict[str, Any] = {name: table.column(name).to_pandas() for name in features}
-    if all(chunk.floats is not None for chunk in chunks):
-        data["prediction"] = column("floats").to_pandas()
-    else:
-        data["prediction"] = _numbers_or_labels(column("values"))
-    data["event_id"] = objects("event_ids")
-    data["inference_id"] = objects("inference_ids")
-    data["inference_time"] = column("stamps").to_pandas()
-    data["_order"] = np.concatenate([chunk.numbers for chunk in chunks])
-    return pd.DataFrame(data, copy=False), batch.odd
-
-
-def _combine_rows(tables: list[Any], features: list[str], lines: Any) -> Any:
-    """The chunks' rows, parsed chunk by chunk, as one :func:`_parse_rows` of all their
-    lines gives them.
-
-    A column of ints in every chunk stays ints; of numbers in every chunk, some of them
-    floats, becomes floats (as the ints' text parses); of text in every chunk stays text.
-    A column of text in some chunks and numbers in others is not what one parse gives (it
-    reads the numbers as text too): then all ``lines()`` are parsed again, at once.
-    """
-    import pyarrow as pa
-
-    columns = []
-    for name in features:
-        parts = [table.column(name) for table in tables]
-        kinds = {part.type for part in parts}
-        if len(kinds) > 1:
-            if not all(pa.types.is_integer(k) or pa.types.is_floating(k) for k in kinds):
-                return _parse_rows(lines(), features)
-            parts = [part.cast(pa.float64()) for part in parts]
-        columns.append(pa.chunked_array(
-            [c for part in parts for c in (part.chunks if isinstance(part, pa.ChunkedArray)
-                                           else [part])],
-            type=parts[0].type,
-        ))
-    return pa.table(columns, names=features)
-
-
-def _floats(values: Any) -> Any:
-    """Predictions as floats (``""`` missing), or ``None`` if some are not numbers."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    text = pc.if_else(pc.equal(values, ""), pa.scalar(None, values.type), values)
-    try:
-        return pc.cast(text, pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-
-
-def _one_prediction(outputs: Any, is_json: Any) -> tuple[Any, Any]:
+def _one_prediction(outputs: list[str], is_json: Any) -> tuple[Any, Any]:
     """Each batch record's prediction as text, and whether its output holds exactly one.
 
     CSV: one line; a line of several values (class probabilities) gives its first. JSON:
     one number, bare or as ``[x]``, ``[[x]]`` or ``{"predictions": [x]}``. Anything else
     is left to :func:`~mlops.capture.parse_predictions`, record by record.
     """
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    text = pc.utf8_trim_whitespace(outputs)
+    text = pc.utf8_trim_whitespace(pa.array(outputs, pa.large_string()))
     ok = pc.and_(
         pc.not_equal(text, ""),
         pc.invert(pc.or_(pc.match_substring(text, "\n"), pc.match_substring(text, '"'))),
@@ -340,6 +142,13 @@ def _one_prediction(outputs: Any, is_json: Any) -> tuple[Any, Any]:
         values = pc.if_else(is_json, number, values)
         ok = pc.if_else(is_json, pc.and_(pc.is_valid(number), balanced), ok)
     return values, ok
+
+
+def _object_column(values: list[Any], keep: list[int] | None) -> pd.Series:
+    """``values`` (at positions ``keep``, if given) as an object column."""
+    import pandas as pd
+
+    return pd.Series(values if keep is None else [values[i] for i in keep], dtype=object)
 
 
 def _parse_rows(lines: pa.Array, features: list[str]) -> pa.Table:

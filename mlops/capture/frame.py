@@ -2,11 +2,9 @@
 
 :func:`capture_frame` turns records into rows and raises at the first record it cannot
 read. :func:`read_capture_frame` is the monitor's reader: it reads a window of capture
-files and skips, and counts, whatever does not fit. It parses whole files at once with
-pyarrow where that gives exactly what parsing them line by line gives (see
-:mod:`mlops.capture._arrow_json`), in worker threads; it decodes the common case (one CSV
+files and skips, and counts, whatever does not fit. It decodes the common case (one CSV
 row in, one CSV or JSON number out) for all records at once with pyarrow, and everything
-else record by record: a million captured requests take about two seconds on two cores.
+else record by record, so a million captured requests take seconds.
 """
 
 from __future__ import annotations
@@ -15,20 +13,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mlops.capture._arrow_json import Parsed, read_files
 from mlops.capture._columnar import Batch, decode_batch, maybe_numeric
 from mlops.capture._s3 import LazyS3
 from mlops.capture.format import TIME_FORMAT, loads
 from mlops.capture.payloads import RecordError, input_rows, output_values
-from mlops.capture.reader import CaptureStats, TimeWindow, capture_files
+from mlops.capture.reader import CaptureStats, TimeWindow, capture_files, read_bytes
 from mlops.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["capture_frame", "read_capture_frame"]
-
-_WHOLE_FILES = True  # read files whole where that reads them exactly (False: for comparisons)
 
 
 def _check_features(feature_names: Sequence[str]) -> list[str]:
@@ -181,16 +176,12 @@ def read_capture_frame(
     window = TimeWindow(since, until)
     stats = CaptureStats()
     lazy = LazyS3(aws_region, aws_endpoint_url)
-    batch = Batch(features)
+    batch = Batch()
     slow = _Rows()
-    files = capture_files(destination, endpoint_name, variant_name, window, lazy)
-    reads = read_files(files, lazy, window.since, window.until, features, whole=_WHOLE_FILES)
-    for bodies, parsed in reads:
-        stats.files += len(bodies)
-        if parsed is not None:
-            _take(parsed, bodies, features, stats, batch, slow)
-            continue
-        for body in bodies:
+    for file in capture_files(destination, endpoint_name, variant_name, window, lazy):
+        body = read_bytes(file, lazy)
+        if body is not None:
+            stats.files += 1
             _collect(body, window, features, stats, batch, slow)
     frame = _assemble(batch, slow, features, stats)
     stats.rows = len(frame)
@@ -212,7 +203,6 @@ def _collect(
     lines.pop()  # "" after the last newline, or a line being written: not a record yet
     inputs, outputs, json_at = batch.inputs, batch.outputs, batch.json_at
     event_ids, inference_ids, times = batch.event_ids, batch.inference_ids, batch.times
-    numbers = batch.numbers
     count = batch.records
     malformed = stats.malformed
     for line in lines:
@@ -251,11 +241,11 @@ def _collect(
                 outputs.append(out_data)
                 event_ids.append(meta.get("eventId"))
                 inference_ids.append(meta.get("inferenceId"))
-                times.append(when if type(when) is str else None)
-                numbers.append(count)
+                times.append(when)
                 continue
         except (KeyError, TypeError):
             pass
+        batch.slow_numbers.append(count)
         try:
             slow.add(record, features, count)
         except RecordError as exc:
@@ -263,57 +253,26 @@ def _collect(
     batch.records = stats.records = count
 
 
-def _take(
-    parsed: Parsed,
-    bodies: list[bytes],
-    features: list[str],
-    stats: CaptureStats,
-    batch: Batch,
-    slow: _Rows,
-) -> None:
-    """Files read whole: their common records join ``batch``, the rest go through ``slow``."""
-    first = batch.records + 1  # the reading-order number of the run's first record
-    if parsed.odd:
-        split: dict[int, list[bytes]] = {}
-        malformed = stats.malformed
-        for rank, file, line in parsed.odd:
-            lines = split.get(file)
-            if lines is None:
-                lines = split[file] = bodies[file].split(b"\n")
-            try:
-                slow.add(loads(lines[line]), features, first + rank)
-            except RecordError as exc:
-                (stats.mismatched if exc.mismatch else malformed)[exc.key] += 1
-    if parsed.chunk is not None:
-        parsed.chunk.numbers = parsed.ranks + first
-        batch.add(parsed.chunk)
-    batch.records = stats.records = batch.records + parsed.records
-
-
 def _assemble(batch: Batch, slow: _Rows, features: list[str], stats: CaptureStats) -> pd.DataFrame:
     """Decode the batch at once; records it leaves join the slow rows; merge in order."""
     import pandas as pd
 
-    fast, odd = decode_batch(batch, features)
-    for data, output, is_json, event_id, inference_id, when, number in zip(
-        odd.inputs, odd.outputs, odd.is_json, odd.event_ids, odd.inference_ids, odd.times,
-        odd.numbers, strict=True,
-    ):
-        try:
-            slow.add_sections(
-                {"data": data, "encoding": "CSV"},
-                {"data": output, "encoding": "JSON" if is_json else "CSV"},
-                features, number, event_id, inference_id, when,
-            )
-        except RecordError as exc:
-            (stats.mismatched if exc.mismatch else stats.malformed)[exc.key] += 1
+    fast, odd = decode_batch(batch, features) if batch.inputs else (None, [])
+    if odd:
+        numbers, is_json = batch.numbers(), batch.json_mask()
+        for i in odd:
+            try:
+                slow.add_sections(
+                    {"data": batch.inputs[i], "encoding": "CSV"},
+                    {"data": batch.outputs[i], "encoding": "JSON" if is_json[i] else "CSV"},
+                    features, int(numbers[i]), batch.event_ids[i], batch.inference_ids[i],
+                    batch.times[i],
+                )
+            except RecordError as exc:
+                (stats.mismatched if exc.mismatch else stats.malformed)[exc.key] += 1
     fast_order = fast.pop("_order") if fast is not None else None
-    if fast is None:
-        return slow.frame(features)
-    if not slow.values:
-        if (fast_order.diff().iloc[1:] > 0).all():
-            return fast
-        return fast.iloc[fast_order.argsort(kind="stable").to_numpy()].reset_index(drop=True)
+    if fast is None or not slow.values:
+        return fast if fast is not None else slow.frame(features)
     rest = slow.frame(features)
     order = pd.concat([fast_order, pd.Series(slow.order, dtype="int64")], ignore_index=True)
     frame = pd.concat([fast, rest], ignore_index=True)
