@@ -83,8 +83,15 @@ def decode_batch(batch: Batch, features: list[str]) -> tuple[pd.DataFrame | None
     header = "|".join(_re2_escape(name) for name in features)
     ok = pc.and_(
         pc.and_(
-            pc.invert(pc.match_substring(inputs, "\n")),
-            pc.invert(pc.match_substring(inputs, '"')),
+            pc.and_(
+                pc.invert(pc.match_substring(inputs, "\n")),
+                pc.invert(pc.match_substring(inputs, "\r")),  # csv reads a lone CR as a row end
+            ),
+            pc.and_(
+                pc.invert(pc.match_substring(inputs, '"')),
+                # an empty input is no row (with one feature it has no comma to miscount)
+                pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(inputs)), 0),
+            ),
         ),
         pc.and_(
             pc.equal(pc.count_substring(inputs, ","), len(features) - 1),

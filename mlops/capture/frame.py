@@ -241,7 +241,7 @@ def _collect(
                 outputs.append(out_data)
                 event_ids.append(meta.get("eventId"))
                 inference_ids.append(meta.get("inferenceId"))
-                times.append(when)
+                times.append(when if type(when) is str else None)  # not a time: NaT
                 continue
         except (KeyError, TypeError):
             pass

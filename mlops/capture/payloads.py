@@ -128,7 +128,14 @@ def input_rows(section: Mapping[str, Any], features: list[str], event_id: Any) -
 
 
 def _csv_rows(text: str, features: list[str], event_id: Any) -> list[list[Any]]:
-    table = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    try:
+        table = [row for row in csv.reader(io.StringIO(text)) if any(c.strip() for c in row)]
+    except csv.Error as exc:  # e.g. a lone carriage return inside a field
+        raise RecordError(
+            f"the CSV input of capture record {event_id!r} cannot be read as CSV ({exc})",
+            key="undecodable",
+            mismatch=False,
+        ) from exc
     if not table:
         raise RecordError(
             f"the CSV input of capture record {event_id!r} has no rows",

@@ -245,3 +245,26 @@ def test_read_capture_frame_of_nothing(tmp_path):
                                "mismatched": {}}
     with pytest.raises(DataError, match="empty or repeated"):
         read_capture_frame(str(tmp_path), "ep", "AllTraffic", [])
+
+
+def test_read_capture_frame_counts_odd_records_instead_of_crashing(tmp_path):
+    """A time that is not text, an empty one-feature input and a lone CR are counted."""
+    timeless = json.loads(line("1\n", event="time-is-a-number"))
+    timeless["eventMetadata"]["inferenceTime"] = 1589257119
+    write_lines(tmp_path, [
+        line("1\n", event="ok-1"),
+        json.dumps(timeless) + "\n",
+        line("", event="empty-input"),
+        line("\n", event="blank-input"),
+        line("1\r2\n", event="lone-cr"),
+        line("2\n", event="ok-2"),
+    ])
+    frame, stats = read_capture_frame(str(tmp_path), "ep", "AllTraffic", ["x"])
+    assert frame["event_id"].tolist() == ["ok-1", "time-is-a-number", "ok-2"]
+    assert frame["x"].tolist() == [1, 1, 2]
+    assert frame["inference_time"].isna().tolist() == [False, True, False]
+    assert stats.mismatched == {"no_rows": 2}
+    # a lone CR splits the CSV into two rows of one value for one prediction, or cannot be
+    # read at all: either way it is counted, never a crash
+    assert sum(stats.malformed.values()) + stats.mismatched.get("prediction_count", 0) == 1
+    assert (stats.records, stats.rows) == (6, 3)
