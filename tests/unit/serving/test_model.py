@@ -222,10 +222,23 @@ def test_resolve_downloads_once_and_reuses(trained_taxi: tuple[Settings, str]) -
 
 
 def test_resolve_errors_name_what_exists(trained_taxi: tuple[Settings, str]) -> None:
+    import re
+
+    from mlops.tracking import connect
+
     settings, version = trained_taxi
-    with pytest.raises(ModelNotFoundError, match=r"no alias 'champion' \(aliases: challenger\)"):
+    # the session's model may hold versions other tests registered: name what the store holds
+    client = connect(settings)
+    versions = sorted(int(v.version) for v in client.search_model_versions("name='taxi'"))
+    assert int(version) in versions
+    aliases = sorted(client.get_registered_model("taxi").aliases)
+    assert "champion" not in aliases
+    with pytest.raises(
+        ModelNotFoundError, match=rf"no alias 'champion' \(aliases: {', '.join(aliases)}\)"
+    ):
         resolve_model(settings, "taxi")
-    with pytest.raises(ModelNotFoundError, match=rf"no version 99 \(versions: {version}\)"):
+    listed = re.escape(", ".join(str(v) for v in versions))
+    with pytest.raises(ModelNotFoundError, match=rf"no version 99 \(versions: {listed}\)"):
         resolve_model(settings, "taxi/99")
     with pytest.raises(ModelNotFoundError, match=r"'nope' does not exist \(registered: .*taxi"):
         resolve_model(settings, "nope@champion")
