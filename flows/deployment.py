@@ -214,7 +214,7 @@ def deployment_pipeline(
             client, model_name, version, comment=answer.comment, approver=answer.approver
         )
         emit_model_event(
-            "mlops.model.approved",
+            Events.MODEL_APPROVED,
             model_name,
             {"version": version, "approver": answer.approver, "comment": answer.comment},
         )
@@ -230,7 +230,7 @@ def deployment_pipeline(
     }
     where = f"MLflow experiment {deployments_experiment(model_name)!r}, run {result.record_run_id}"
     if not result.completed:
-        emit_model_event("mlops.rollout.rolled_back", model_name, payload)
+        emit_model_event(Events.ROLLOUT_ROLLED_BACK, model_name, payload)
         send_notification(
             settings,
             f"mlops: rollout of {model_name} v{version} to {result.endpoint} rolled back",
@@ -242,6 +242,6 @@ def deployment_pipeline(
             f"rollout of {model_name} v{version} to {result.endpoint} rolled back: "
             f"{result.reason}; champion unchanged (record: {where})"
         )
-    emit_model_event("mlops.rollout.completed", model_name, payload)
+    emit_model_event(Events.ROLLOUT_COMPLETED, model_name, payload)
     logger.info("%s; champion is now v%s (record: %s)", result.summary(), version, where)
     return result
