@@ -13,7 +13,6 @@ Sources, highest priority first:
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +35,7 @@ from pydantic_settings import (
 )
 
 from mlops.errors import ConfigError
+from mlops.masking import mask_secrets, mask_uri
 from mlops.types import parse_duration
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "Threshold",
     "TrainingSettings",
     "load_settings",
+    "mask_uri",
     "masked_settings",
 ]
 
@@ -476,16 +477,6 @@ def load_settings(**overrides: Any) -> Settings:
         raise
 
 
-_URI_PASSWORD = re.compile(r"(?P<scheme>[a-z0-9+.-]+://)(?P<user>[^:/@]*):(?P<pw>[^@/]+)@", re.I)
-
-
-def mask_uri(uri: str | None) -> str | None:
-    """Hide the password part of a URI such as ``postgresql://user:pw@host/db``."""
-    if uri is None:
-        return None
-    return _URI_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:****@", uri)
-
-
 def masked_settings(settings: Settings) -> dict[str, Any]:
     """Effective settings as plain data with every secret masked, for display."""
     data = settings.model_dump(mode="json")
@@ -499,4 +490,5 @@ def masked_settings(settings: Settings) -> dict[str, Any]:
     data["aws"]["secret_access_key"] = "****" if os.environ.get("AWS_SECRET_ACCESS_KEY") else None
     data["prefect_api_url"] = mask_uri(os.environ.get("PREFECT_API_URL")) or "(ephemeral/local)"
     data["project_file"] = os.environ.get("MLOPS_CONFIG", DEFAULT_PROJECT_FILE)
-    return data
+    # Any other URI (an S3 endpoint, a capture destination, a data source) may carry one too.
+    return mask_secrets(data)
