@@ -61,8 +61,18 @@ def _read_channel(name: str) -> Any:
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
+# XGBoost's sklearn API names the eval_set entries by position; the logs and curves say
+# what each one is.
+_EVAL_NAMES = {"validation_0": "train", "validation_1": "validation"}
+
+
+def _eval_name(name: str) -> str:
+    return _EVAL_NAMES.get(name, name)
+
+
 class _PrintRounds:
-    """XGBoost callback printing each round as SageMaker's XGBoost does."""
+    """XGBoost callback printing each round as SageMaker's XGBoost does
+    (``[3]\ttrain-rmse:1.23\tvalidation-rmse:1.45``)."""
 
     def __init__(self) -> None:
         import xgboost as xgb
@@ -70,7 +80,7 @@ class _PrintRounds:
         class _Callback(xgb.callback.TrainingCallback):
             def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
                 parts = [
-                    f"{data}-{metric}:{values[-1]:.5f}"
+                    f"{_eval_name(data)}-{metric}:{values[-1]:.5f}"
                     for data, metrics in evals_log.items()
                     for metric, values in metrics.items()
                 ]
@@ -118,7 +128,7 @@ def train_model(
     model.fit(x_train, y_train, eval_set=[(x_train, y_train), (x_val, y_val)], verbose=False)
 
     raw = model.evals_result()
-    curves = {"train": raw["validation_0"], "validation": raw["validation_1"]}
+    curves = {_eval_name(name): values for name, values in raw.items()}
     metadata = {
         "task": task,
         "target": target,

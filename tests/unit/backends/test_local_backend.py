@@ -135,7 +135,8 @@ def test_job_output_streams_to_on_log(job: Job) -> None:
     metadata = json.loads((job.result.model_dir / METADATA_FILE).read_text())
     assert len(rounds) == metadata["rounds"]
     assert rounds[0].startswith("[0]\t")
-    assert "validation_1-logloss:" in rounds[0]
+    assert "\ttrain-logloss:" in rounds[0] and "\tvalidation-logloss:" in rounds[0]
+    assert "validation_0" not in "".join(rounds) and "validation_1" not in "".join(rounds)
     assert any(line.startswith("train rows=") for line in job.lines)
     assert job.lines[-1].startswith("best_iteration=")
     assert all(not line.endswith("\n") for line in job.lines)
