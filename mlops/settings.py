@@ -13,6 +13,7 @@ Sources, highest priority first:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +47,7 @@ __all__ = [
     "MonitoringSettings",
     "NotificationSettings",
     "RetrainingSettings",
+    "SageMakerSettings",
     "Settings",
     "SplitSettings",
     "Threshold",
@@ -237,6 +239,77 @@ class AwsSettings(_Section):
     bucket: str | None = None
 
 
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+[a-z0-9-]*\.[a-z0-9]+$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_BUCKET = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class SageMakerSettings(_Section):
+    """The SageMaker backend (``backend = "sagemaker"``): where jobs put their files, which
+    image they run, on what fleet. ``role_arn`` and ``bucket`` fall back to ``[aws]``'s."""
+
+    role_arn: str | None = Field(None, description="execution role of the jobs (IAM role ARN)")
+    bucket: str | None = Field(None, description="S3 bucket for job inputs and outputs")
+    prefix: str = Field("mlops", description="key prefix: s3://bucket/prefix/<job>/...")
+    training_image: str = Field(
+        "project",
+        description='"project" (image_uri, built from deployments/), "builtin-xgboost" '
+        "(needs the sagemaker SDK for its URI) or an image URI",
+    )
+    image_uri: str | None = Field(
+        None, description="the project's image in ECR (deployments/Dockerfile)"
+    )
+    framework_version: str = Field("1.7-1", description="version of the built-in XGBoost")
+    instance_type: str = "ml.m5.xlarge"
+    instance_count: int = Field(1, ge=1, le=100)
+    max_runtime_s: int = Field(24 * 3600, ge=60, le=28 * 24 * 3600)
+    use_spot: bool = Field(False, description="managed spot training")
+    max_wait_s: int | None = Field(
+        None, ge=60, description="spot: the most to wait and run (default 2x max_runtime_s)"
+    )
+    checkpoint_s3_uri: str | None = Field(None, description="spot: s3:// for checkpoints")
+    volume_size_gb: int = Field(30, ge=1, le=16384)
+    processing_instance_type: str = "ml.m5.xlarge"
+    transform_instance_type: str = "ml.m5.xlarge"
+    poll_s: float = Field(30.0, gt=0, le=600, description="seconds between job status checks")
+
+    @field_validator("instance_type", "processing_instance_type", "transform_instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        if not _INSTANCE_TYPE.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a SageMaker instance type; write it as ml.<family>.<size>, "
+                "e.g. ml.m5.xlarge"
+            )
+        return value
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        if value is not None and not _ROLE_ARN.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not an IAM role ARN; write arn:aws:iam::<account>:role/<name>"
+            )
+        return value
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str | None) -> str | None:
+        if value is not None and not _BUCKET.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a valid S3 bucket name; use 3-63 lowercase letters, digits, "
+                "'.' or '-', starting and ending with a letter or digit (no s3:// prefix)"
+            )
+        return value
+
+    @field_validator("checkpoint_s3_uri")
+    @classmethod
+    def _checkpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("s3://"):
+            raise ValueError(f"{value!r} is not an s3:// URI; checkpoints go to S3")
+        return value
+
+
 class CaptureSettings(_Section):
     """Data capture of served traffic, in SageMaker's JSON-lines format and path layout."""
 
@@ -381,6 +454,7 @@ class Settings(BaseSettings):
     batch: BatchSettings = Field(default_factory=BatchSettings)
     retraining: RetrainingSettings = Field(default_factory=RetrainingSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
+    sagemaker: SageMakerSettings = Field(default_factory=SageMakerSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
 

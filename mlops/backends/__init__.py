@@ -5,21 +5,45 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from mlops.backends.base import ComputeBackend, TrainingJobResult, TrainingJobSpec
+from mlops.backends.base import (
+    ComputeBackend,
+    ProcessingJobResult,
+    ProcessingJobSpec,
+    TrainingJobResult,
+    TrainingJobSpec,
+    TransformJobResult,
+    TransformJobSpec,
+)
 from mlops.errors import ConfigError
 
 if TYPE_CHECKING:
     from mlops.settings import Settings
 
-__all__ = ["BACKENDS", "ComputeBackend", "TrainingJobResult", "TrainingJobSpec", "get_backend"]
+__all__ = [
+    "BACKENDS",
+    "ComputeBackend",
+    "ProcessingJobResult",
+    "ProcessingJobSpec",
+    "TrainingJobResult",
+    "TrainingJobSpec",
+    "TransformJobResult",
+    "TransformJobSpec",
+    "get_backend",
+]
 
 BACKENDS: dict[str, str] = {
     "local": "mlops.backends.local:LocalBackend",
+    "sagemaker": "mlops.backends.sagemaker:SageMakerBackend",
 }
 
 
 def get_backend(settings: Settings) -> ComputeBackend:
-    """Instantiate the backend named by ``settings.backend``."""
+    """Instantiate the backend named by ``settings.backend``.
+
+    Raises:
+        ConfigError: the backend is unknown, or its settings are incomplete (checked before
+            any job is created).
+    """
     target = BACKENDS.get(settings.backend)
     if target is None:
         raise ConfigError(

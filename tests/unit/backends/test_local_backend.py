@@ -12,7 +12,7 @@ import pytest
 
 from mlops.backends import ComputeBackend, TrainingJobSpec, get_backend
 from mlops.backends.local import LocalBackend
-from mlops.errors import BackendError, ConfigError
+from mlops.errors import BackendError
 from mlops.settings import Settings
 from mlops.stages import prepare
 from mlops.stages.results import PreparedData
@@ -68,13 +68,6 @@ def test_get_backend_local_satisfies_protocol(settings: Settings) -> None:
     assert isinstance(backend, LocalBackend)
     assert isinstance(backend, ComputeBackend)
     assert backend.name == "local"
-
-
-def test_sagemaker_backend_is_not_available_yet(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, backend="sagemaker")
-    with pytest.raises(ConfigError, match="sagemaker") as info:
-        get_backend(settings)
-    assert "local" in str(info.value)
 
 
 def test_job_completes_with_sagemaker_layout(job: Job) -> None:
