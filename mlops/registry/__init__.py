@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from mlops.registry.lineage import (
+    link_monitoring,
+    link_rollout,
+    mark_live,
+    mark_retired,
+)
 from mlops.registry.models import (
     VersionSummary,
     approve,
@@ -19,7 +25,11 @@ __all__ = [
     "find_version_by_fingerprint",
     "get_alias_version",
     "get_version",
+    "link_monitoring",
+    "link_rollout",
     "list_versions",
+    "mark_live",
+    "mark_retired",
     "register_version",
     "reject",
 ]

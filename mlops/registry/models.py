@@ -106,11 +106,16 @@ def register_version(
     fingerprint: str,
     tags: dict[str, str],
     description: str | None = None,
+    model_description: str | None = None,
 ) -> tuple[ModelVersion, bool]:
     """Register ``model_uri`` as a new version of ``name`` with alias ``challenger``.
 
     Idempotent: when a version with the same fingerprint (same data, parameters, code) exists,
     it is returned unchanged and nothing new is registered.
+
+    Args:
+        description: the new version's description (markdown).
+        model_description: the registered model's description, set when it has none.
 
     Returns:
         The version and whether it was created now.
@@ -142,9 +147,11 @@ def register_version(
         ) from exc
     if description:
         client.update_model_version(name, version.version, description=description)
-    if new_model:
+    if new_model or not client.get_registered_model(name).description:
         client.update_registered_model(
-            name, description=f"Registered by mlops; training runs in MLflow experiment {name!r}."
+            name,
+            description=model_description
+            or f"Registered by mlops; training runs in MLflow experiment {name!r}.",
         )
     client.set_registered_model_alias(name, ALIAS_CHALLENGER, version.version)
     return client.get_model_version(name, version.version), True

@@ -16,8 +16,17 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops.registry.lineage import link_rollout
 from mlops.rollout.controller import RolloutResult, RolloutStep, iso
-from mlops.tracking import Tags, connect, deployments_experiment, ensure_experiment, finish_run
+from mlops.tracking import (
+    Stages,
+    Tags,
+    connect,
+    deployments_experiment,
+    ensure_experiment,
+    finish_run,
+)
+from mlops.tracking.links import model_version_path
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -25,11 +34,53 @@ if TYPE_CHECKING:
     from mlops.rollout.policy import BlueGreenPolicy
     from mlops.settings import Settings
 
-__all__ = ["RolloutRecorder", "mark_interrupted", "plot_rollout", "record_rollout"]
+__all__ = [
+    "RolloutRecorder",
+    "mark_interrupted",
+    "plot_rollout",
+    "record_rollout",
+    "rollout_figure",
+    "rollout_title",
+]
 
 logger = logging.getLogger(__name__)
 
 ROLLOUT_ARTIFACT = "rollout/rollout.json"
+
+
+def rollout_title(
+    endpoint: str,
+    blue_variant: str | None,
+    blue_version: str | None,
+    green_variant: str,
+    green_version: str,
+) -> str:
+    """The record run's name: ``taxi-prod: v1 → v2`` (``new → v1`` creates the endpoint)."""
+    blue = f"v{blue_version}" if blue_version else (blue_variant or "new")
+    green = f"v{green_version}" if green_version else green_variant
+    return f"{endpoint}: {blue} → {green}"
+
+
+def _description(header: dict[str, Any], result: RolloutResult | None = None) -> str:
+    """The record's description (markdown, links the MLflow UI follows)."""
+    model, endpoint = header["model_name"], header["endpoint"]
+    version = header["green_version"]
+    green = f"[{model} v{version}]({model_version_path(model, version)})"
+    text = f"Rollout of {green} onto endpoint **{endpoint}**"
+    if header.get("blue_version"):
+        blue = header["blue_version"]
+        text += f", replacing [v{blue}]({model_version_path(model, blue)})"
+    elif not header.get("blue_variant"):
+        text += " (creates the endpoint)"
+    text += f", {header['policy']['routing']['type']} routing."
+    if result is None:
+        return text + "\n\nOutcome: **running**."
+    text += f"\n\nOutcome: **{result.outcome}** after {result.duration_s:.1f} s: {result.reason}"
+    if result.alarm:
+        text += f"\n\nAlarm: `{result.alarm}`"
+    steps = "\n".join(f"{i}. {s.name}" + (f" ({s.detail})" if s.detail else "")
+                      for i, s in enumerate(result.steps, 1))  # fmt: skip
+    return f"{text}\n\n**Steps**\n\n{steps}"[:7500]
 
 
 class RolloutRecorder:
@@ -66,12 +117,24 @@ class RolloutRecorder:
 
         client = connect(settings)
         experiment_id = ensure_experiment(client, deployments_experiment(model_name), settings)
-        run_name = f"{endpoint}: {blue_variant or 'new'} -> {green_variant}"
+        run_name = rollout_title(endpoint, blue_variant, blue_version, green_variant, green_version)
+        header = {
+            "endpoint": endpoint,
+            "model_name": model_name,
+            "blue_variant": blue_variant,
+            "blue_version": blue_version,
+            "green_variant": green_variant,
+            "green_version": green_version,
+            "policy": policy.model_dump(mode="json"),
+            "started_at": started_at,
+        }
         all_tags = {
-            Tags.STAGE: "deployment",
+            Tags.STAGE: Stages.ROLLOUT,
             Tags.MODEL_NAME: model_name,
+            Tags.MODEL_VERSION: green_version,
             Tags.ENDPOINT: endpoint,
             Tags.ROLLOUT_OUTCOME: "running",
+            Tags.NOTE: _description(header),
             **(tags or {}),
         }
         run = client.create_run(
@@ -93,16 +156,6 @@ class RolloutRecorder:
             **{f"alarm_{k}": v for k, v in policy.alarms.model_dump().items()},
         }
         client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-        header = {
-            "endpoint": endpoint,
-            "model_name": model_name,
-            "blue_variant": blue_variant,
-            "blue_version": blue_version,
-            "green_variant": green_variant,
-            "green_version": green_version,
-            "policy": policy.model_dump(mode="json"),
-            "started_at": started_at,
-        }
         return cls(client, run.info.run_id, header)
 
     def step(self, steps: list[RolloutStep]) -> None:
@@ -148,9 +201,11 @@ class RolloutRecorder:
         tags = {
             Tags.ROLLOUT_OUTCOME: result.outcome,
             Tags.ROLLOUT_REASON: result.reason[:5000],
-            Tags.ROLLOUT_ALARM: result.alarm or "",
             Tags.ROLLOUT_STEPS: str(len(result.steps)),
+            Tags.NOTE: _description(self.header, result),
         }
+        if result.alarm:  # only a rolled-back rollout has one
+            tags[Tags.ROLLOUT_ALARM] = result.alarm
         if result.steps:
             tags[Tags.ROLLOUT_STEP] = result.steps[-1].name[:5000]
         for start in range(0, max(len(metrics), 1), 1000):
@@ -167,8 +222,32 @@ class RolloutRecorder:
             (folder / "rollout.json").write_text(json.dumps(record, indent=2))
             plot_rollout(result, folder / "rollout.png")
             client.log_artifacts(run_id, str(folder), "rollout")
+        self._link_version(result)
         finish_run(client, run_id, failed=not result.completed)
         return run_id
+
+    def _link_version(self, result: RolloutResult) -> None:
+        """The green version points to this record (tags, a line of its description)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            link_rollout(
+                self.client,
+                self.header["model_name"],
+                str(self.header["green_version"]),
+                run_id=self.run_id,
+                experiment_id=self.client.get_run(self.run_id).info.experiment_id,
+                title=rollout_title(
+                    result.endpoint,
+                    result.blue_variant,
+                    result.blue_version,
+                    result.green_variant,
+                    result.green_version,
+                ),
+                outcome=result.outcome,
+            )
+        except MlflowException as exc:  # a version the registry does not hold
+            logger.warning("rollout record %s: version not linked (%s)", self.run_id, exc)
 
     def abandon(self, error: BaseException) -> None:
         """The rollout stopped on an error before it had a result: say so and fail the run."""
@@ -239,7 +318,21 @@ def _steps_json(steps: list[RolloutStep]) -> list[dict[str, Any]]:
 
 
 def plot_rollout(result: RolloutResult, path: Path) -> Path:
-    """Green's traffic share, error rates and latency over the rollout, steps marked."""
+    """Write :func:`rollout_figure` as a PNG to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = rollout_figure(result)
+    try:
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def rollout_figure(result: RolloutResult) -> Any:
+    """Green's traffic share, error rates and latency over the rollout, steps marked, each
+    alarm threshold a labelled line in its curve's colour (a matplotlib figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -263,29 +356,55 @@ def plot_rollout(result: RolloutResult, path: Path) -> Path:
     share_ax.set_ylabel(f"{result.green_variant} traffic %")
     share_ax.set_ylim(-5, 105)
     times = [p["t"] for p in result.timeline]
-    for key, label in (
-        ("green_5xx_rate", "5xx rate"),
-        ("green_4xx_rate", "4xx rate"),
-        ("signal_differing_share", "paired predictions differing"),
-    ):
-        err_ax.plot(times, [p.get(key, float("nan")) for p in result.timeline], label=label)
     alarms = result.policy.alarms
-    err_ax.axhline(alarms.max_signal_shift, color="grey", linestyle=":", linewidth=1)
-    err_ax.legend(loc="upper left", fontsize=8)
-    err_ax.set_ylabel("green")
+    # Each rate keeps one colour for its curve and its alarm threshold; 4xx and 5xx differ in
+    # colour and line style, so they stay apart in print and for colour-blind readers too.
+    for key, label, threshold, colour, style in (
+        ("green_5xx_rate", "5xx rate", alarms.max_5xx_rate, "tab:red", "-"),
+        ("green_4xx_rate", "4xx rate", alarms.max_4xx_rate, "tab:orange", "--"),
+        (
+            "signal_differing_share",
+            "paired predictions differing",
+            alarms.max_signal_shift,
+            "tab:blue",
+            "-.",
+        ),
+    ):
+        err_ax.plot(
+            times,
+            [p.get(key, float("nan")) for p in result.timeline],
+            label=label,
+            color=colour,
+            linestyle=style,
+            marker="." if len(times) < 50 else None,
+        )
+        err_ax.axhline(
+            threshold,
+            color=colour,
+            linestyle=":",
+            linewidth=1,
+            label=f"{label} alarm ({threshold:g})",
+        )
+    err_ax.legend(loc="upper left", fontsize=7, ncol=2)
+    err_ax.set_ylabel("green (share)")
     lat_ax.plot(
         times,
         [p.get("green_latency_p99_ms", float("nan")) for p in result.timeline],
         color="tab:purple",
+        label="p99 latency",
     )
-    lat_ax.axhline(alarms.max_latency_p99_ms, color="grey", linestyle=":", linewidth=1)
+    lat_ax.axhline(
+        alarms.max_latency_p99_ms,
+        color="tab:purple",
+        linestyle=":",
+        linewidth=1,
+        label=f"latency alarm ({alarms.max_latency_p99_ms:g} ms)",
+    )
+    lat_ax.legend(loc="upper left", fontsize=7)
     lat_ax.set_ylabel("p99 latency ms")
     lat_ax.set_xlabel("seconds since start")
     for step in result.steps:
         for ax in (share_ax, err_ax, lat_ax):
             ax.axvline(step.started_at - t0, color="lightgrey", linewidth=0.5)
     fig.suptitle(f"{result.summary()}"[:110], fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig

@@ -9,7 +9,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops.tracking import Tags, ensure_experiment, monitoring_experiment
+from mlops.registry.lineage import link_monitoring
+from mlops.tracking import (
+    Stages,
+    Tags,
+    ensure_experiment,
+    monitoring_experiment,
+)
+from mlops.tracking.links import model_version_path, run_path
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -77,7 +84,7 @@ def log_version_run(
     experiment_id = ensure_experiment(client, monitoring_experiment(report.model_name), settings)
     run_name = f"monitor {report.endpoint} v{report.version} {window.label()}"
     tags = {
-        Tags.STAGE: "monitoring",
+        Tags.STAGE: Stages.MONITORING,
         Tags.MODEL_NAME: report.model_name,
         Tags.MODEL_VERSION: report.version,
         Tags.ENDPOINT: report.endpoint,
@@ -88,7 +95,7 @@ def log_version_run(
         Tags.DRIFT_DETECTED: str(report.drift_detected).lower(),
         Tags.DRIFTED_FEATURES: ",".join(report.drifted_features),
         Tags.ACCURACY_DROP: str(report.accuracy_drop).lower(),
-        "mlflow.note.content": report.reason,
+        Tags.NOTE: _description(client, report, window),
     }
     run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
     now = int(time.time() * 1000)
@@ -122,4 +129,26 @@ def log_version_run(
                 + "/evidently/drift_report.html"
             )
     client.set_terminated(run_id, "FINISHED")
+    link_monitoring(client, report.model_name, report.version, run_id=run_id, status=report.status)
     return run_id
+
+
+def _description(client: MlflowClient, report: VersionReport, window: Window) -> str:
+    """The run's description: what was watched, the verdict, links to the version and to
+    the run that trained it."""
+    from mlflow.exceptions import MlflowException
+
+    model, version = report.model_name, report.version
+    text = (
+        f"Monitoring of [{model} v{version}]({model_version_path(model, version)}) on endpoint "
+        f"**{report.endpoint}** ({', '.join(report.variants) or 'no variant'}), window "
+        f"{window.start.isoformat()} to {window.end.isoformat()}: **{report.status}**."
+    )
+    try:
+        run_id = client.get_model_version(model, version).run_id
+        if run_id:
+            experiment_id = client.get_run(run_id).info.experiment_id
+            text += f" Trained by [this run]({run_path(experiment_id, run_id)})."
+    except MlflowException:
+        pass  # a version the registry does not hold: no links to it
+    return f"{text}\n\n{report.reason}"[:7500]

@@ -6,7 +6,6 @@ evaluation and the prod rollout; ``mlops deploy`` calls them directly.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import time
@@ -16,21 +15,24 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel
 
 from mlops.errors import ApprovalError, EndpointNotFoundError, RolloutError
-from mlops.registry import get_version
+from mlops.registry import get_alias_version, get_version
+from mlops.registry.lineage import mark_live, mark_retired
 from mlops.rollout import BlueGreenPolicy, RolloutResult, RolloutStep, record_rollout, run_rollout
 from mlops.rollout.controller import ResumePoint, variant_name_for
+from mlops.stages._endpoint_rows import _model_features, _to_csv, reference_rows
 from mlops.stages._progress import stage_done, stage_started
 from mlops.tracking import (
     ALIAS_CHAMPION,
+    Stages,
     Tags,
     connect,
     deployments_experiment,
     log_summary_run,
 )
+from mlops.tracking.links import model_version_path, run_path
 from mlops.types import Task
 
 if TYPE_CHECKING:
-    import pandas as pd
     from mlflow import MlflowClient
 
     from mlops.endpoints.state import EndpointState
@@ -58,61 +60,6 @@ def endpoint_name(settings: Settings, model_name: str, env: Environment) -> str:
     """The dev or prod endpoint of ``model_name`` (``rollout.dev_endpoint`` templates)."""
     template = settings.rollout.dev_endpoint if env == "dev" else settings.rollout.prod_endpoint
     return template.format(model=model_name).replace("_", "-")
-
-
-def _model_features(model_name: str, version: str) -> list[str]:
-    import mlflow
-
-    info = mlflow.models.get_model_info(f"models:/{model_name}/{version}")
-    features = ((info.metadata or {}).get("mlops") or {}).get("features")
-    if features:
-        return list(features)
-    if info.signature is not None and info.signature.inputs is not None:
-        return list(info.signature.inputs.input_names())
-    raise RolloutError(
-        f"{model_name} v{version} records neither mlops features nor a signature; log the "
-        "model with a signature so rows can be sent to it"
-    )
-
-
-def reference_rows(
-    settings: Settings, model_name: str, version: str, rows: int
-) -> tuple[bytes, int]:
-    """CSV rows (no header, the model's feature order) from the version's reference sample.
-
-    This is what the pre-traffic hook sends to green and the synthetic canary to prod.
-    """
-    import mlflow
-    import pandas as pd
-
-    client = connect(settings)
-    mv = get_version(client, model_name, version)
-    baseline = mv.tags.get(Tags.BASELINE_URI)
-    features = _model_features(model_name, str(mv.version))
-    if baseline:
-        path = mlflow.artifacts.download_artifacts(artifact_uri=f"{baseline}/reference.parquet")
-        frame = pd.read_parquet(path)
-    else:  # a model registered by hand: its logged input example is the sample
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{model_name}/{mv.version}"
-        )
-        from mlflow.models import Model
-
-        example = Model.load(path).load_input_example(path)
-        if example is None:
-            raise RolloutError(
-                f"{model_name} v{mv.version} has no baseline ({Tags.BASELINE_URI}) and no "
-                "input example; train it with mlops or log an input example"
-            )
-        frame = pd.DataFrame(example)
-    sample = frame[features].head(rows)
-    return _to_csv(sample), len(sample)
-
-
-def _to_csv(frame: pd.DataFrame) -> bytes:
-    buffer = io.StringIO()
-    frame.to_csv(buffer, header=False, index=False, lineterminator="\n")
-    return buffer.getvalue().encode()
 
 
 def require_approved(client: MlflowClient, model_name: str, version: str) -> None:
@@ -438,16 +385,42 @@ def deploy_prod(
         tags=tags,
     )
     if result.completed:
-        promote_champion(client, model_name, result.green_version)
+        promote_champion(client, model_name, result.green_version, rollout=result)
     return result
 
 
-def promote_champion(client: MlflowClient, model_name: str, version: str) -> None:
-    """``version`` serves prod now: alias ``champion`` and tag ``mlops.deployed_at``."""
-    client.set_registered_model_alias(model_name, ALIAS_CHAMPION, version)
-    client.set_model_version_tag(
-        model_name, version, "mlops.deployed_at", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def promote_champion(
+    client: MlflowClient,
+    model_name: str,
+    version: str,
+    *,
+    rollout: RolloutResult | None = None,
+) -> None:
+    """``version`` serves prod now: alias ``champion``, ``mlops.deployment=live`` (with
+    ``mlops.deployed_at``, the endpoint and the rollout's record run); the version it
+    replaced reads ``mlops.deployment=retired``, when and by which rollout.
+
+    A rolled-back rollout never gets here: the old version stays live, the new one is not.
+    """
+    version = str(version)
+    previous = get_alias_version(client, model_name, ALIAS_CHAMPION)
+    live = client.search_model_versions(
+        f"name='{model_name}' and tags.`{Tags.DEPLOYMENT}` = 'live'"
     )
+    replaced = {str(v.version) for v in live}
+    if previous is not None:
+        replaced.add(str(previous.version))
+    replaced.discard(version)
+    run_id = rollout.record_run_id if rollout else None
+    endpoint = rollout.endpoint if rollout else None
+    client.set_registered_model_alias(model_name, ALIAS_CHAMPION, version)
+    mark_live(client, model_name, version, endpoint=endpoint, run_id=run_id)
+    by = run_id or (f"endpoint {endpoint}" if endpoint else "mlops")
+    experiment_id = client.get_run(run_id).info.experiment_id if run_id else None
+    for old in sorted(replaced, key=int):
+        mark_retired(
+            client, model_name, old, by=by, replaced_by=version, experiment_id=experiment_id
+        )
 
 
 class EndpointEvaluation(BaseModel):
@@ -558,22 +531,33 @@ def evaluate_on_endpoint(
             f"endpoint {key}={got:.4g} vs training test {key}={expected:.4g} "
             f"({drift:.2%} apart, tolerance {tolerance:.0%})"
         )
+    verdict = "passed" if passed else "failed"
+    note = (
+        f"Evaluation of [{model_name} v{version}]({model_version_path(model_name, version)}) "
+        f"through endpoint **{endpoint}** (variant `{variant}`) on the {len(test)} rows of the "
+        f"[training run]({run_path(training_run.info.experiment_id, mv.run_id)})'s test "
+        f"split: **{verdict}**. {reason}."
+    )
     run_id = log_summary_run(
         client,
         settings,
         experiment=deployments_experiment(model_name),
-        run_name=f"evaluate {endpoint}/{variant}",
+        run_name=f"evaluate {model_name} v{version} on {endpoint}",
         tags={
-            Tags.STAGE: "endpoint-evaluation",
+            Tags.STAGE: Stages.ENDPOINT_EVALUATION,
             Tags.MODEL_NAME: model_name,
-            "mlops.endpoint": endpoint,
-            "mlops.endpoint_evaluation": "passed" if passed else "failed",
+            Tags.MODEL_VERSION: version,
+            Tags.ENDPOINT: endpoint,
+            Tags.VARIANT: variant,
+            Tags.ENDPOINT_EVALUATION: verdict,
+            Tags.NOTE: note,
             **(tags or {}),
         },
         metrics={f"endpoint_{k}": v for k, v in metrics.items()},
         params={"version": version, "endpoint": endpoint, "rows": str(len(test))},
         failed=not passed,
     )
+    client.set_model_version_tag(model_name, version, Tags.ENDPOINT_EVALUATION_RUN_ID, run_id)
     stage_done("endpoint evaluation", reason)
     evaluation = EndpointEvaluation(
         model_name=model_name,

@@ -38,7 +38,7 @@ def open_training_run(
         client,
         settings,
         experiment=training_experiment(model_name),
-        run_name=None,
+        run_name=f"train {model_name}",
         tags={Tags.STAGE: "training", Tags.MODEL_NAME: model_name, **(tags or {})},
     )
 

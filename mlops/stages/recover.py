@@ -152,7 +152,9 @@ def resume_rollout(settings: Settings, name: str) -> RolloutResult:
                 note.record_run_id, Tags.ROLLOUT_RESUMED_BY, result.record_run_id
             )
         if result.completed and name == endpoint_name(settings, note.model_name, "prod"):
-            promote_champion(connect(settings), note.model_name, result.green_version)
+            promote_champion(
+                connect(settings), note.model_name, result.green_version, rollout=result
+            )
     stage_done("resume", result.summary())
     return result
 

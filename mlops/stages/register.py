@@ -13,7 +13,13 @@ from mlops.stages.results import (
     RegisteredModel,
     TrainedModel,
 )
-from mlops.tracking import Tags, connect
+from mlops.tracking import (
+    Tags,
+    connect,
+    deployments_experiment,
+    monitoring_experiment,
+)
+from mlops.tracking.links import experiment_path, model_version_path, run_path
 
 if TYPE_CHECKING:
     from mlops.settings import Settings
@@ -43,10 +49,20 @@ def register(
         )
     stage_started("register", trained.model_name)
     client = connect(settings)
+    name = trained.model_name
+    experiment_id = client.get_run(trained.run_id).info.experiment_id
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in evaluation.metrics.items())
+    lines = [
+        f"XGBoost {prepared.task} of **{prepared.target}** on {prepared.source}; test {metrics}.",
+        "",
+        f"- training run: [train {name}]({run_path(experiment_id, trained.run_id)})",
+    ]
+    if trained.model_id:
+        logged_model = f"{experiment_path(experiment_id)}/models/{trained.model_id}"
+        lines.append(f"- logged model: [{name}]({logged_model})")
     version, created = register_version(
         client,
-        name=trained.model_name,
+        name=name,
         model_uri=trained.model_uri,
         run_id=trained.run_id,
         fingerprint=trained.fingerprint,
@@ -58,11 +74,24 @@ def register(
             Tags.BASELINE_URI: baseline.uri,
             Tags.TRAINING_JOB: trained.job_name,
         },
-        description=f"{prepared.task} on {prepared.source}; test {metrics}",
+        description="\n".join(lines),
+        model_description=(
+            f"XGBoost {prepared.task} model of **{prepared.target}**, trained and registered "
+            f"by mlops. Training runs: experiment [{name}]({experiment_path(experiment_id)}); "
+            f"rollouts and endpoint evaluations: `{deployments_experiment(name)}`; monitoring: "
+            f"`{monitoring_experiment(name)}`. Aliases: `challenger` passed the quality gate "
+            "and awaits approval, `champion` serves production. Each version's tags say where "
+            "it is (`mlops.deployment` = live | retired) and link its runs."
+        ),
     )
     note = "" if created else " (already registered for identical inputs)"
+    client.set_tag(trained.run_id, Tags.REGISTERED_AS, f"{name} v{version.version}{note}")
     client.set_tag(
-        trained.run_id, "mlops.registered_as", f"{trained.model_name} v{version.version}{note}"
+        trained.run_id,
+        Tags.NOTE,
+        f"Trained {name} on {prepared.source} ({prepared.task} of **{prepared.target}**); "
+        f"quality gate passed (test {metrics}). Registered as "
+        f"[{name} v{version.version}]({model_version_path(name, version.version)}){note}.",
     )
     aliases = sorted(
         alias

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from mlops.tracking import (
     ALIAS_CHALLENGER,
     ALIAS_CHAMPION,
+    Stages,
     Tags,
     connect,
     deployments_experiment,
@@ -88,7 +89,7 @@ def model_status(settings: Settings) -> list[ModelStatus]:
                 for v in variants
             ]
             row.endpoints.append(f"{state.name} [{state.status}]: {', '.join(parts)}")
-        monitoring = _last_run(client, monitoring_experiment(model.name), "monitoring")
+        monitoring = _last_run(client, monitoring_experiment(model.name), Stages.MONITORING)
         if monitoring is not None:
             tags = monitoring.data.tags
             share = monitoring.data.metrics.get("drift_share")
@@ -97,7 +98,7 @@ def model_status(settings: Settings) -> list[ModelStatus]:
                 f"{tags.get(Tags.MONITOR_STATUS, '?')}"
                 + (f" (drift share {share:.0%})" if share is not None else "")
             )
-        rollout = _last_run(client, deployments_experiment(model.name), "deployment")
+        rollout = _last_run(client, deployments_experiment(model.name), Stages.ROLLOUT)
         if rollout is not None:
             row.last_rollout = (
                 f"{_when(rollout.info.start_time)} {rollout.info.run_name}: "

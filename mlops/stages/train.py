@@ -21,13 +21,13 @@ from mlops.stages._artifacts import save_result
 from mlops.stages._progress import stage_done, stage_started
 from mlops.stages.prepare import load_split
 from mlops.stages.results import PreparedData, TrainedModel
-from mlops.tracking import Tags, connect
+from mlops.tracking import SPLIT_CONTEXTS, DatasetRef, Tags, connect, log_datasets, model_metrics
 from mlops.training import CURVES_FILE, METADATA_FILE, MODEL_FILE
 from mlops.types import Task
 
 if TYPE_CHECKING:
     import pandas as pd
-    from mlflow import MlflowClient
+    from mlflow.entities import Metric
 
     from mlops.settings import Settings
 
@@ -137,7 +137,7 @@ def train(
     """
     import mlflow
     import mlflow.xgboost
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Param
     from mlflow.models import infer_signature
 
     from mlops.evaluation.plots import plot_learning_curves
@@ -178,6 +178,7 @@ def train(
 
     client = connect(settings)
     now = int(datetime.now(UTC).timestamp() * 1000)
+    best = int(metadata["best_iteration"])
     logged_params = {
         **{k: v for k, v in params.items() if k != "extra"},
         **{f"extra.{k}": v for k, v in params.get("extra", {}).items()},
@@ -185,7 +186,7 @@ def train(
         "n_train": prepared.rows["train"],
         "n_validation": prepared.rows["validation"],
         "n_test": prepared.rows["test"],
-        "best_iteration": metadata["best_iteration"],
+        "best_iteration": best,
         "backend": settings.backend,
     }
     client.log_batch(
@@ -193,14 +194,6 @@ def train(
         params=[Param(k, str(v)[:6000]) for k, v in logged_params.items()],
         tags=[],
     )
-    metrics = [
-        Metric(f"{split}_{name}", float(value), now, step)
-        for split, by_metric in curves.items()
-        for name, values in by_metric.items()
-        for step, value in enumerate(values)
-    ]
-    for start in range(0, len(metrics), 1000):
-        client.log_batch(run_id, metrics=metrics[start : start + 1000])
     for key, value in {
         Tags.TRAINING_JOB: job_name,
         Tags.BACKEND: settings.backend,
@@ -208,31 +201,35 @@ def train(
         client.set_tag(run_id, key, value)
 
     train_frame = load_split(prepared, "train")
+    datasets = log_datasets(client, run_id, _split_datasets(prepared, train_frame))
     features = train_frame[prepared.features]
     example = features.head(5)
     fingerprint = _fingerprint(prepared, params)
+    experiment_id = client.get_run(run_id).info.experiment_id
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         # Integer columns stay integers on purpose: callers pass the training dtypes, and
         # MLflow refuses int64 input for a double column. Its hint about that is noise here.
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
-        plot = plot_learning_curves(
-            curves, Path(tmp) / "learning_curves.png", best_iteration=metadata["best_iteration"]
-        )
+        plot = plot_learning_curves(curves, Path(tmp) / "learning_curves.png", best_iteration=best)
         client.log_artifact(run_id, str(plot), "plots")
         # The logged model belongs to the run's experiment (MLflow would otherwise put it,
-        # and its artifacts, in the default experiment under the working directory).
+        # and its artifacts, in the default experiment under the working directory), and is
+        # named after the registered model it becomes a version of.
         logged_model = client.create_logged_model(
-            experiment_id=client.get_run(run_id).info.experiment_id,
-            name="model",
+            experiment_id=experiment_id,
+            name=model_name,
             source_run_id=run_id,
             params={k: str(v)[:6000] for k, v in logged_params.items()},
-            tags={Tags.FINGERPRINT: fingerprint},
+            tags={Tags.FINGERPRINT: fingerprint, Tags.MODEL_NAME: model_name},
         )
+        # Logged before the curves: log_model copies the run's metrics at ``step`` to the
+        # model without their datasets; the model's own are logged below.
         logged = mlflow.xgboost.log_model(
             model,
-            name="model",
+            name=model_name,
             run_id=run_id,
             model_id=logged_model.model_id,
+            step=best,
             signature=infer_signature(example, model.predict(example)),
             input_example=example,
             model_format="ubj",
@@ -243,13 +240,17 @@ def train(
                     "target": prepared.target,
                     "features": prepared.features,
                     "classes": prepared.classes,
-                    "best_iteration": metadata["best_iteration"],
+                    "best_iteration": best,
                     "fingerprint": fingerprint,
                 }
             },
             tags={Tags.FINGERPRINT: fingerprint},
         )
-        _log_inputs(client, run_id, prepared, train_frame)
+    model_id = getattr(logged, "model_id", None) or logged_model.model_id
+    metrics = _curve_metrics(curves, best, run_id=run_id, model_id=model_id,
+                             datasets=datasets, timestamp_ms=now)  # fmt: skip
+    for start in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
     stage_done(
         "train",
         f"best iteration {metadata['best_iteration']} of {metadata['rounds']} "
@@ -259,7 +260,7 @@ def train(
         model_name=model_name,
         run_id=run_id,
         model_uri=logged.model_uri,
-        model_id=getattr(logged, "model_id", None),
+        model_id=model_id,
         job_name=job_name,
         best_iteration=metadata["best_iteration"],
         rounds=metadata["rounds"],
@@ -271,33 +272,54 @@ def train(
     return trained
 
 
-def _log_inputs(
-    client: MlflowClient, run_id: str, prepared: PreparedData, train_frame: pd.DataFrame
-) -> None:
-    """Dataset lineage: each split as an MLflow dataset input of the run."""
+def _split_datasets(prepared: PreparedData, train_frame: pd.DataFrame) -> dict[str, Any]:
+    """Each split as an MLflow dataset, by its context (``training``, ``validation``, ...)."""
     import mlflow
-    from mlflow.entities import DatasetInput, InputTag
 
-    inputs = []
-    for split, context in (
-        ("train", "training"),
-        ("validation", "validation"),
-        ("test", "testing"),
-    ):
+    found: dict[str, Any] = {}
+    for split, context in SPLIT_CONTEXTS.items():
         frame = train_frame if split == "train" else load_split(prepared, split)
         with warnings.catch_warnings():
             # MLflow registers its local-file source twice and warns that it is ambiguous.
             warnings.filterwarnings("ignore", message=".*interpreted in multiple ways")
-            dataset = mlflow.data.from_pandas(
+            found[context] = mlflow.data.from_pandas(
                 frame,
                 source=str(prepared.split_path(split)),
                 name=f"{prepared.source}:{split}",
                 targets=prepared.target,
             )
-        inputs.append(
-            DatasetInput(
-                dataset._to_mlflow_entity(),
-                tags=[InputTag("mlflow.data.context", context)],
-            )
-        )
-    client.log_inputs(run_id, datasets=inputs)
+    return found
+
+
+def _curve_metrics(
+    curves: dict[str, dict[str, list[float]]],
+    best: int,
+    *,
+    run_id: str,
+    model_id: str,
+    datasets: dict[str, DatasetRef],
+    timestamp_ms: int,
+) -> list[Metric]:
+    """Every round's ``<split>_<metric>`` for the run; the best round's values also belong
+    to the logged model, measured on the split's dataset (its page shows those)."""
+    from mlflow.entities import Metric
+
+    metrics: list[Metric] = []
+    for split, by_metric in curves.items():
+        dataset = datasets.get(SPLIT_CONTEXTS.get(split, split))
+        for name, values in by_metric.items():
+            key = f"{split}_{name}"
+            chosen = min(best, len(values) - 1)
+            for step, value in enumerate(values):
+                if step == chosen:
+                    metrics += model_metrics(
+                        {key: value},
+                        run_id=run_id,
+                        model_id=model_id,
+                        dataset=dataset,
+                        step=step,
+                        timestamp_ms=timestamp_ms,
+                    )
+                else:
+                    metrics.append(Metric(key, float(value), timestamp_ms, step))
+    return metrics

@@ -5,10 +5,13 @@ from __future__ import annotations
 __all__ = [
     "ALIAS_CHALLENGER",
     "ALIAS_CHAMPION",
+    "EXPERIMENT_KIND_TRAINING",
     "Events",
+    "Stages",
     "Tags",
     "batch_experiment",
     "deployments_experiment",
+    "experiment_description",
     "model_resource_id",
     "monitoring_experiment",
     "training_experiment",
@@ -41,6 +44,25 @@ class Tags:
     APPROVED_BY = "mlops.approved_by"
     APPROVED_AT = "mlops.approved_at"
     APPROVAL_COMMENT = "mlops.approval_comment"
+    REGISTERED_AS = "mlops.registered_as"
+    # MLflow's own: the markdown description of a run or an experiment, and the kind of an
+    # experiment (which view the UI opens it in)
+    NOTE = "mlflow.note.content"
+    EXPERIMENT_KIND = "mlflow.experimentKind"
+    # model versions: where they serve and which runs touched them
+    DEPLOYMENT = "mlops.deployment"  # live (the prod champion) | retired (replaced in prod)
+    DEPLOYED_AT = "mlops.deployed_at"
+    DEPLOYMENT_ENDPOINT = "mlops.deployment.endpoint"
+    DEPLOYMENT_RUN_ID = "mlops.deployment.run_id"  # the rollout that made it live
+    RETIRED_AT = "mlops.deployment.retired_at"
+    RETIRED_BY = "mlops.deployment.retired_by"  # the rollout run (or endpoint) that replaced it
+    REPLACED_BY = "mlops.deployment.replaced_by"  # the version that replaced it
+    ROLLOUT_RUN_IDS = "mlops.rollout.run_ids"  # every rollout of the version, oldest first
+    LAST_ROLLOUT_RUN_ID = "mlops.rollout.last_run_id"
+    LAST_ROLLOUT_OUTCOME = "mlops.rollout.last_outcome"
+    ENDPOINT_EVALUATION_RUN_ID = "mlops.endpoint_evaluation.run_id"
+    LAST_MONITORING_RUN_ID = "mlops.monitoring.last_run_id"
+    LAST_MONITORING_STATUS = "mlops.monitoring.last_status"
     # monitoring runs
     ENDPOINT = "mlops.endpoint"
     VARIANT = "mlops.variant"
@@ -55,7 +77,8 @@ class Tags:
     BATCH_INPUT = "mlops.batch.input"
     BATCH_OUTPUT = "mlops.batch.output"
     BATCH_OUTCOME = "mlops.batch.outcome"
-    # rollout records (<model>/deployments)
+    # rollout records and endpoint evaluations (<model>/deployments)
+    ENDPOINT_EVALUATION = "mlops.endpoint_evaluation"  # passed | failed
     ROLLOUT_OUTCOME = "mlops.rollout.outcome"  # running, completed, rolled_back, interrupted
     ROLLOUT_REASON = "mlops.rollout.reason"
     ROLLOUT_ALARM = "mlops.rollout.alarm"
@@ -68,6 +91,20 @@ class Tags:
     LAST_RETRAINING_AT = "mlops.retraining.last_started_at"
     LAST_RETRAINING_REASON = "mlops.retraining.last_reason"
     DATA_WATCH_DIGEST = "mlops.data_watch.digest"
+
+
+class Stages:
+    """Values of the ``mlops.stage`` run tag: what a run is."""
+
+    TRAINING = "training"
+    ROLLOUT = "rollout"
+    ENDPOINT_EVALUATION = "endpoint-evaluation"
+    MONITORING = "monitoring"
+
+
+# MLflow 3 opens an experiment in its GenAI view unless told it holds model training
+# (the UI's ExperimentKind.CUSTOM_MODEL_DEVELOPMENT).
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
 
 
 class Events:
@@ -104,3 +141,27 @@ def monitoring_experiment(model_name: str) -> str:
 def batch_experiment(model_name: str) -> str:
     """Experiment of the batch-inference runs of ``model_name``."""
     return f"{model_name}/batch"
+
+
+def experiment_description(name: str) -> str:
+    """The description (markdown) of one of our experiments, from its name."""
+    for suffix, text in (
+        (
+            "/deployments",
+            "Rollout records (one run per rollout onto an endpoint: steps, "
+            "alarms, outcome) and endpoint evaluations",
+        ),
+        (
+            "/monitoring",
+            "Monitoring runs: drift, constraint violations, service health and "
+            "accuracy of each served version, one run per version and window",
+        ),
+        ("/batch", "Batch-inference runs: input, output and checks of each batch"),
+    ):
+        if name.endswith(suffix):
+            model = name.removesuffix(suffix)
+            return f"{text} of model **{model}**. Created by mlops."
+    return (
+        f"Training runs of model **{name}**: prepare, train, evaluate (quality gate), baseline "
+        f"and register; each run's model, curves, test metrics and baseline. Created by mlops."
+    )

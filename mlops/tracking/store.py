@@ -6,6 +6,7 @@ import os
 from typing import TYPE_CHECKING
 
 from mlops.errors import ConfigError
+from mlops.tracking.conventions import EXPERIMENT_KIND_TRAINING, Tags, experiment_description
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -54,25 +55,47 @@ def _is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
 
 
+# Kinds a person (or MLflow's UI, on purpose) chose; inferred ones are replaced by ours.
+_CHOSEN_KINDS = (EXPERIMENT_KIND_TRAINING, "genai_development")
+
+
+def _experiment_tags(name: str, existing: dict[str, str]) -> dict[str, str]:
+    """The tags our experiments carry that ``existing`` lacks: the kind the MLflow UI opens
+    them as (model training, not GenAI) and a description; a person's edits are kept."""
+    missing: dict[str, str] = {}
+    if existing.get(Tags.EXPERIMENT_KIND) not in _CHOSEN_KINDS:
+        missing[Tags.EXPERIMENT_KIND] = EXPERIMENT_KIND_TRAINING
+    if not existing.get(Tags.NOTE):
+        missing[Tags.NOTE] = experiment_description(name)
+    return missing
+
+
 def ensure_experiment(client: MlflowClient, name: str, settings: Settings) -> str:
-    """Return the id of experiment ``name``, creating it if needed (safe under races)."""
+    """Return the id of experiment ``name``, creating it if needed (safe under races).
+
+    Our experiments open in the MLflow UI's model-training view and carry a description;
+    one created before (or by someone else) gets both when they are missing.
+    """
     from mlflow.exceptions import MlflowException
 
     existing = client.get_experiment_by_name(name)
-    if existing is not None:
-        if existing.lifecycle_stage == "deleted":
-            client.restore_experiment(existing.experiment_id)
-        return existing.experiment_id
-    location = None
-    if _is_local_store(settings.effective_tracking_uri):
-        location = f"{settings.artifact_root}/{name}"
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:
-        again = client.get_experiment_by_name(name)
-        if again is None:
-            raise
-        return again.experiment_id
+    if existing is None:
+        location = None
+        if _is_local_store(settings.effective_tracking_uri):
+            location = f"{settings.artifact_root}/{name}"
+        try:
+            return client.create_experiment(
+                name, artifact_location=location, tags=_experiment_tags(name, {})
+            )
+        except MlflowException:
+            existing = client.get_experiment_by_name(name)
+            if existing is None:
+                raise
+    if existing.lifecycle_stage == "deleted":
+        client.restore_experiment(existing.experiment_id)
+    for key, value in _experiment_tags(name, existing.tags).items():
+        client.set_experiment_tag(existing.experiment_id, key, value)
+    return existing.experiment_id
 
 
 def start_run(
@@ -93,17 +116,26 @@ def start_run(
         run = client.get_run(parent)
         for key, value in (tags or {}).items():
             client.set_tag(parent, key, value)
+        if run_name:  # MLflow named it at random
+            client.update_run(parent, name=run_name)
         return run.info.run_id
     experiment_id = ensure_experiment(client, experiment, settings)
     run = client.create_run(experiment_id, run_name=run_name, tags=tags or {})
     return run.info.run_id
 
 
-def finish_run(client: MlflowClient, run_id: str, *, failed: bool = False) -> None:
-    """Mark a run finished or failed (a run reused from ``mlflow run`` is left to MLflow)."""
+def finish_run(
+    client: MlflowClient, run_id: str, *, failed: bool = False, end_time: float | None = None
+) -> None:
+    """Mark a run finished or failed (a run reused from ``mlflow run`` is left to MLflow).
+
+    ``end_time`` (seconds since the epoch) is when what the run records ended; now when
+    ``None``.
+    """
     if os.environ.get("MLFLOW_RUN_ID") == run_id:
         return
-    client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+    ended = None if end_time is None else int(end_time * 1000)
+    client.set_terminated(run_id, "FAILED" if failed else "FINISHED", end_time=ended)
 
 
 def log_summary_run(
