@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from mlops.data.builtin import (
     BUILTIN_DATASETS,
+    BUILTIN_TASKS,
     BuiltinDataset,
     engineer_features,
     load_builtin,
@@ -24,6 +25,7 @@ from mlops.data.validation import (
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "BUILTIN_TASKS",
     "MAX_CLASSES",
     "MIN_ROWS",
     "SUPPORTED_SUFFIXES",

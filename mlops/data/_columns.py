@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
     "as_datetime",
     "describe_values",
+    "is_nested",
     "is_text_like",
     "parse_numeric",
+    "plain_value",
     "snake_case",
 ]
 
@@ -72,11 +76,31 @@ def as_datetime(series: pd.Series, name: str) -> pd.Series | None:
     return None
 
 
+def plain_value(value: Any) -> str:
+    """A cell as a person writes it: ``inf``, ``3.5``, ``'abc'`` (not ``np.float64(inf)``)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return str(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, bool | int):
+        return str(value)
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return repr(value)
+
+
+def is_nested(value: Any) -> bool:
+    """Whether a cell holds a list, array, set or mapping (a parquet list/struct column)."""
+    return isinstance(value, list | tuple | set | dict | np.ndarray)
+
+
 def describe_values(pairs: Iterable[tuple[Any, int]], limit: int = 5) -> str:
     """``"'abc' at row 17, 'x' at row 40"`` from (value, 1-based row) pairs."""
     shown = []
     for value, row in list(pairs)[:limit]:
-        text = repr(value)
+        text = plain_value(value)
         if len(text) > 40:
             text = text[:37] + "..."
         shown.append(f"{text} at row {row}")

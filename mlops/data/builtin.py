@@ -21,6 +21,7 @@ from mlops.types import Task
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "BUILTIN_TASKS",
     "BuiltinDataset",
     "engineer_features",
     "load_builtin",
@@ -28,6 +29,12 @@ __all__ = [
 ]
 
 BUILTIN_DATASETS: tuple[str, ...] = ("taxi", "mammography", "iris")
+#: The task of each built-in dataset, known without loading it.
+BUILTIN_TASKS: dict[str, Task] = {
+    "taxi": Task.REGRESSION,
+    "mammography": Task.BINARY,
+    "iris": Task.MULTICLASS,
+}
 
 _TAXI_ROWS = 20_000
 _TAXI_TARGET = "total_amount"

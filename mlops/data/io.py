@@ -15,6 +15,7 @@ from urllib.request import url2pathname
 import pandas as pd
 
 from mlops.data.builtin import BUILTIN_DATASETS
+from mlops.data.validation import duplicate_columns_problem
 from mlops.errors import DataError, DatasetNotFoundError
 
 if TYPE_CHECKING:
@@ -114,6 +115,9 @@ def _read_local(path: Path, display: str) -> pd.DataFrame:
         frame = _read_parquet(path, display) if suffix in _PARQUET else _read_csv(path, display)
     if frame.shape[1] == 0:
         raise DataError(f"{display} has no columns; write the table with a header of column names")
+    duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if duplicated:
+        raise DataError(f"{display} {duplicate_columns_problem(duplicated)}")
     if len(frame) == 0:
         shown = ", ".join(map(str, list(frame.columns)[:10]))
         raise DataError(f"{display} has columns ({shown}) but no rows; add data rows to it")
@@ -140,12 +144,25 @@ def _read_csv(path: Path, display: str) -> pd.DataFrame:
             "comma-separated file with the same number of fields on every line"
         ) from exc
     names = [str(c) for c in frame.columns]
+    header = _csv_header(path)
+    repeated = sorted({n for n in header if header.count(n) > 1})
+    if repeated:  # pandas renames them 'x.1', 'x.2'...: the table would train on guesses
+        raise DataError(f"{display} {duplicate_columns_problem(repeated)}")
     if len(names) > 1 and all(_NUMBER_LIKE.match(n) for n in names):
         raise DataError(
             f"the first line of {display} looks like data, not a header "
             f"({', '.join(names[:5])}); add a header row with the column names"
         )
     return frame
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The column names as written in the first line (pandas renames repeated ones)."""
+    try:
+        first = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    except Exception:  # the full read succeeded; an odd first line is not worth failing on
+        return []
+    return [str(v) for v in first.iloc[0].tolist()] if len(first) else []
 
 
 def _read_parquet(path: Path, display: str) -> pd.DataFrame:

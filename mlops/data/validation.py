@@ -9,7 +9,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.data._columns import as_datetime, describe_values, is_text_like, parse_numeric
+from mlops.data._columns import (
+    as_datetime,
+    describe_values,
+    is_nested,
+    is_text_like,
+    parse_numeric,
+    plain_value,
+)
 from mlops.errors import DataError
 from mlops.types import Task
 
@@ -46,6 +53,9 @@ def validate_table(
         raise DataError(f"{source} has no columns; give it a header row and feature columns")
     if len(frame) == 0:
         raise DataError(f"{source} has no rows; add data rows to it")
+    duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if duplicated:
+        raise DataError(f"{source} {duplicate_columns_problem(duplicated)}")
     if target not in frame.columns:
         names = [str(c) for c in frame.columns]
         close = difflib.get_close_matches(target, names, n=1, cutoff=0.6)
@@ -56,6 +66,9 @@ def validate_table(
             "pass --target with one of them"
         )
     y = frame[target]
+    nested = _nested_problem(y, f"target '{target}'", source)
+    if nested:
+        raise DataError(nested)
     if y.isna().all():
         raise DataError(
             f"target column '{target}' in {source} has no values (all {len(frame)} missing); "
@@ -185,6 +198,9 @@ def encode_target(target: pd.Series, task: Task) -> tuple[pd.Series, list[Any]]:
 
 def _feature_problem(series: pd.Series, col: str, source: str) -> str | None:
     """The reason a feature column cannot be used, or ``None``."""
+    nested = _nested_problem(series, f"column '{col}'", source)
+    if nested:
+        return nested
     if series.isna().all():
         return f"column '{col}' in {source} has no values (all missing); drop the column"
     if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_datetime64_any_dtype(
@@ -216,10 +232,38 @@ def _feature_problem(series: pd.Series, col: str, source: str) -> str | None:
         )
     if as_datetime(series, col) is not None:
         return None
-    examples = ", ".join(repr(v) for v in series.dropna().unique()[:3])
+    examples = ", ".join(plain_value(v) for v in series.dropna().unique()[:3])
     return (
         f"column '{col}' in {source} is text ({examples}, ...); text/categorical features are "
         "not supported yet: encode it as numbers or drop the column"
+    )
+
+
+def duplicate_columns_problem(names: list[str]) -> str:
+    """The end of the message for a table whose header repeats ``names``."""
+    return (
+        f"has duplicate column names ({', '.join(repr(n) for n in names)}); a column must be "
+        "named once: rename or drop the repeated ones"
+    )
+
+
+def _nested_problem(series: pd.Series, what: str, source: str) -> str | None:
+    """Lists, arrays or mappings in cells (parquet list/struct columns) cannot be features."""
+    if not pd.api.types.is_object_dtype(series.dtype):
+        return None
+    cells = series.to_numpy()
+    rows = [i for i in range(len(cells)) if is_nested(cells[i])]
+    if not rows:
+        return None
+    first = cells[rows[0]]
+    kind = type(first).__name__ if not isinstance(first, np.ndarray) else "list"
+    example = repr(first.tolist() if isinstance(first, np.ndarray) else first)
+    if len(example) > 40:
+        example = example[:37] + "..."
+    return (
+        f"{what} in {source} holds nested values ({kind}s such as {example} at row "
+        f"{rows[0] + 1}, {len(rows)} rows in all); only plain numbers, text, dates and booleans "
+        "can be used: spread the values into columns of their own or drop the column"
     )
 
 
@@ -238,14 +282,15 @@ def _check_target(y: pd.Series, target: str, source: str, task: Task) -> None:
             )
         if numeric.nunique() < 2:
             raise DataError(
-                f"target '{target}' in {source} is constant ({numeric.iloc[0]!r} in every row); "
-                "a model cannot learn from it: check the column or pass another --target"
+                f"target '{target}' in {source} is constant ({plain_value(numeric.iloc[0])} in "
+                "every row); a model cannot learn from it: check the column or pass another "
+                "--target"
             )
         return
     k = y.nunique()
     if k < 2:
         raise DataError(
-            f"target '{target}' in {source} has a single class ({y.iloc[0]!r}); "
+            f"target '{target}' in {source} has a single class ({plain_value(y.iloc[0])}); "
             "classification needs at least two: add rows of other classes or pass another "
             "--target"
         )

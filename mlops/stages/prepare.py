@@ -141,8 +141,14 @@ def prepare(
     frame = coerce_features(frame, target)
     missing_target = int(frame[target].isna().sum())
     if missing_target:
+        total = len(frame)
         frame = frame[frame[target].notna()].reset_index(drop=True)
-        notes.append(f"dropped {missing_target} rows whose target {target!r} is missing")
+        dropped = (
+            f"dropped {missing_target} rows of {total} in {source} whose target {target!r} is "
+            f"missing; training uses the other {len(frame)}"
+        )
+        notes.append(dropped)
+        logger.warning("%s", dropped)  # going on is right, but the user must hear of it
 
     inferred, reason = infer_task(frame[target])
     if wanted is not None:
