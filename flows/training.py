@@ -16,6 +16,8 @@ from flows.hooks import forward_mlops_logs, notify_failure
 from mlops import stages
 from mlops.data import BUILTIN_DATASETS
 from mlops.errors import ConfigError, DataError, DatasetNotFoundError, GateFailedError
+from mlops.evaluation.thresholds import resolve_thresholds, validate_gate
+from mlops.hyperparams import validate_hyperparameters
 from mlops.settings import Settings, load_settings
 from mlops.stages.results import (
     BaselineResult,
@@ -160,11 +162,14 @@ def training_pipeline(
     settings = settings or load_settings()
     if dataset is None and data is None:
         dataset = model_name if model_name in BUILTIN_DATASETS else None
+    validate_gate(settings.gate)  # a wrong threshold or parameter fails before any work
+    validate_hyperparameters(settings.training, hyperparameters)
     logger = get_run_logger()
     tags = {Tags.PREFECT_FLOW_RUN_ID: str(flow_run.id)}
     with forward_mlops_logs(), stages.training_run(settings, model_name, tags=tags) as run_id:
         logger.info("MLflow run %s in experiment %r", run_id, training_experiment(model_name))
         prepared = prepare_task(settings, run_id, dataset, data, target, task, rows)
+        resolve_thresholds(settings.gate, prepared.task, model_name)  # before training
         trained = train_task(settings, prepared, model_name, run_id, hyperparameters)
         evaluation = evaluate_task(settings, prepared, trained)
         baseline = baseline_task(settings, prepared, trained)

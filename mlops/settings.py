@@ -50,8 +50,10 @@ __all__ = [
     "SageMakerSettings",
     "Settings",
     "SplitSettings",
+    "TaskGateSettings",
     "Threshold",
     "TrainingSettings",
+    "check_store_driver",
     "load_settings",
     "mask_uri",
     "masked_settings",
@@ -114,12 +116,27 @@ class Threshold(_Section):
     max: float | None = None
 
 
+class TaskGateSettings(_Section):
+    """Thresholds of one task (``[gate.regression.thresholds.r2]``) or one model
+    (``[gate.models.taxi.thresholds.rmse]``)."""
+
+    thresholds: dict[str, Threshold] = Field(default_factory=dict, description="metric -> bound")
+
+
 class GateSettings(_Section):
-    """The quality gate between evaluation and registration."""
+    """The quality gate between evaluation and registration.
+
+    The thresholds of a training are layered, later layers winning bound by bound: the
+    project-wide ``thresholds`` whose metric the task produces, then the task's table
+    (``[gate.regression]``, ``[gate.binary]``, ``[gate.multiclass]``), then the model's
+    (``[gate.models.<name>]``), then ``mlops train --gate`` for one run. When none of them
+    sets a threshold, the task's defaults apply.
+    """
 
     thresholds: dict[str, Threshold] = Field(
         default_factory=dict,
-        description="metric -> bound; when empty the task's defaults apply "
+        description="project-wide metric -> bound, applied to the tasks that produce the "
+        "metric; when no threshold applies the task's defaults do "
         "(regression r2>=0.5, binary auc>=0.7, multiclass accuracy>=0.7)",
     )
     champion_margin: float = Field(
@@ -127,6 +144,16 @@ class GateSettings(_Section):
         ge=0,
         description="the challenger may be worse than the current champion on the primary "
         "metric by at most this fraction",
+    )
+    regression: TaskGateSettings = Field(default_factory=TaskGateSettings)
+    binary: TaskGateSettings = Field(default_factory=TaskGateSettings)
+    multiclass: TaskGateSettings = Field(default_factory=TaskGateSettings)
+    models: dict[str, TaskGateSettings] = Field(
+        default_factory=dict, description="model name -> its thresholds"
+    )
+    overrides: dict[str, Threshold] = Field(
+        default_factory=dict,
+        description="thresholds of one run, set by `mlops train --gate METRIC>=VALUE`",
     )
 
 
@@ -566,3 +593,48 @@ def masked_settings(settings: Settings) -> dict[str, Any]:
     data["project_file"] = os.environ.get("MLOPS_CONFIG", DEFAULT_PROJECT_FILE)
     # Any other URI (an S3 endpoint, a capture destination, a data source) may carry one too.
     return mask_secrets(data)
+
+
+#: pip packages of the database drivers SQLAlchemy imports for MLflow's SQL stores.
+_DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "MySQLdb": "mysqlclient",
+    "pymysql": "PyMySQL",
+    "pyodbc": "pyodbc",
+    "pymssql": "pymssql",
+}
+_SQL_SCHEMES = ("postgresql", "postgres", "mysql", "mssql", "oracle")
+
+
+def check_store_driver(uri: str, setting: str = "tracking_uri") -> None:
+    """Fail in a line when a SQL tracking/registry store's database driver is not installed.
+
+    MLflow would otherwise fail deep inside SQLAlchemy, after the work began.
+
+    Raises:
+        ConfigError: naming the missing driver and the pip command that installs it.
+    """
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme.split("+", 1)[0] not in _SQL_SCHEMES:
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    shown = mask_uri(uri)
+    try:
+        dialect = make_url(uri).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise ConfigError(
+            f"{setting} {shown} is not a database URL SQLAlchemy understands ({exc}); write "
+            "e.g. postgresql://user:password@host:5432/mlflow"
+        ) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        module = (exc.name or str(exc)).split(".")[0]
+        package = _DRIVER_PACKAGES.get(module, module)
+        raise ConfigError(
+            f"{setting} {shown} needs the database driver {module!r}, which is not installed; "
+            f"install it with `pip install '{package}'`, or use a sqlite:/// or http:// store"
+        ) from None

@@ -124,7 +124,7 @@ def _compare(value: float, op: str, bound: float) -> bool:
 
 
 def _threshold_checks(
-    metric: str, value: float, threshold: Threshold
+    metric: str, value: float, threshold: Threshold, where: str
 ) -> list[tuple[GateCheck, str | None]]:
     out: list[tuple[GateCheck, str | None]] = []
     for key, op, word in (("min", ">=", "below the minimum"), ("max", "<=", "above the maximum")):
@@ -133,7 +133,7 @@ def _threshold_checks(
             continue
         bound = float(bound)
         passed = _compare(value, op, bound)
-        source = f"gate.thresholds.{metric}.{key}"
+        source = f"{where}.{key}" if where.startswith("gate.") else where
         if not math.isfinite(value):
             detail = (
                 f"{metric} = {value} is not a finite number, so it cannot meet {op} "
@@ -202,6 +202,7 @@ def check_gate(
     champion_metrics: Mapping[str, float] | None = None,
     champion_version: str | None = None,
     margin: float = 0.05,
+    sources: Mapping[str, str] | None = None,
 ) -> GateResult:
     """Decide whether a challenger may be registered.
 
@@ -214,6 +215,9 @@ def check_gate(
         champion_version: the champion's version, used in messages only.
         margin: how much worse than the champion the challenger may be on the primary metric,
             as a fraction of the champion's value (0.05 = 5%).
+        sources: metric -> where its threshold was set, for the messages (from
+            :func:`mlops.evaluation.thresholds.resolve_thresholds`); ``gate.thresholds.<metric>``
+            when left out.
 
     Returns:
         The verdict with every check; non-finite challenger values fail their checks.
@@ -240,7 +244,8 @@ def check_gate(
     for metric, raw in chosen.items():
         threshold = _as_threshold(metric, raw)
         value = float(metrics[metric]) if metrics.get(metric) is not None else math.nan
-        results.extend(_threshold_checks(metric, value, threshold))
+        where = (sources or {}).get(metric, f"gate.thresholds.{metric}")
+        results.extend(_threshold_checks(metric, value, threshold, where))
     if champion_metrics is not None:
         results.append(
             _champion_check(task, metrics, champion_metrics, champion_version, float(margin))

@@ -81,6 +81,7 @@ def evaluate(settings: Settings, prepared: PreparedData, trained: TrainedModel) 
     from mlops.evaluation.gate import check_gate
     from mlops.evaluation.metrics import compute_metrics
     from mlops.evaluation.plots import plot_evaluation
+    from mlops.evaluation.thresholds import resolve_thresholds
 
     stage_started("evaluate", f"{prepared.rows['test']} test rows")
     client = connect(settings)
@@ -98,10 +99,12 @@ def evaluate(settings: Settings, prepared: PreparedData, trained: TrainedModel) 
         champion_metrics, note = _champion_scores(trained.model_name, champion, test, prepared)
         if note:
             logger.warning(note)
+    chosen = resolve_thresholds(settings.gate, prepared.task, trained.model_name)
     gate = check_gate(
         prepared.task,
         metrics,
-        thresholds=settings.gate.thresholds or None,
+        thresholds=chosen.thresholds,
+        sources=chosen.sources,
         champion_metrics=champion_metrics,
         champion_version=champion_version,
         margin=settings.gate.champion_margin,

@@ -79,3 +79,38 @@ def test_mask_secrets_walks_nested_data() -> None:
         assert secret not in text
     assert masked["aws"]["region"] == "eu-west-1"
     assert masked["seed"] == 42
+
+
+@pytest.mark.parametrize(
+    ("uri", "words"),
+    [
+        ("postgresql://u:pa/ss@localhost/db", ["'psycopg'", "pip install 'psycopg[binary]'"]),
+        ("postgresql+psycopg2://u@h/db", ["'psycopg2'", "pip install 'psycopg2-binary'"]),
+        ("mysql://u:p@h/db", ["'MySQLdb'", "pip install 'mysqlclient'"]),
+    ],
+)
+def test_sql_store_without_its_driver_is_one_line_naming_the_package(
+    uri: str, words: list[str]
+) -> None:
+    import importlib.util
+
+    from mlops.errors import ConfigError
+    from mlops.settings import check_store_driver
+
+    module = words[0].strip("'")
+    if importlib.util.find_spec(module) is not None:
+        pytest.skip(f"{module} is installed here")
+    with pytest.raises(ConfigError) as info:
+        check_store_driver(uri)
+    message = str(info.value)
+    for word in words:
+        assert word in message
+    assert "pa/ss" not in message  # the password stays masked
+    assert "\n" not in message
+
+
+def test_stores_without_a_driver_to_import_pass() -> None:
+    from mlops.settings import check_store_driver
+
+    for uri in ("sqlite:///tmp/x.db", "http://127.0.0.1:5000", "databricks", "file:///tmp/m"):
+        check_store_driver(uri)
