@@ -62,9 +62,19 @@ err = Console(stderr=True)
 
 
 def _settings() -> Settings:
-    from mlops.settings import load_settings
+    from mlops.settings import check_store_driver, load_settings
 
-    return load_settings()
+    settings = load_settings()
+    check_store_driver(settings.effective_tracking_uri)
+    if settings.registry_uri:
+        check_store_driver(settings.registry_uri, "registry_uri")
+    return settings
+
+
+def _masked(uri: str) -> str:
+    from mlops.masking import mask_uri
+
+    return mask_uri(uri) or ""
 
 
 def _parse_params(pairs: list[str] | None) -> dict[str, Any]:
@@ -89,58 +99,42 @@ class _StageProgress(logging.Handler):
         super().__init__(logging.INFO)
         self.progress = progress
         self.bar = progress.add_task("starting", total=len(self.STAGES))
+        self.stage = ""
 
     def emit(self, record: logging.LogRecord) -> None:
         stage = getattr(record, "mlops_stage", None)
         if stage is None:
             return
         if getattr(record, "mlops_event", "") == "started":
-            self.progress.update(self.bar, description=f"{stage}…")
+            self.stage = str(stage)
+            self.progress.update(self.bar, description=f"{escape(self.stage)}…")
         else:
+            message = record.getMessage()
+            if "FAILED" in message:  # e.g. "evaluate finished: quality gate FAILED"
+                self.progress.console.print(f"[red]✗[/] {escape(message)}")
+                return
             self.progress.advance(self.bar)
-            self.progress.console.print(f"[green]✓[/] {record.getMessage()}")
+            self.progress.console.print(f"[green]✓[/] {escape(message)}")
 
-
-class _WithoutTracebacks(logging.Formatter):
-    """Formats like ``inner`` but leaves tracebacks out: the CLI prints the error itself.
-
-    Only the console shows records this way; the Prefect UI still gets the full traceback.
-    """
-
-    def __init__(self, inner: logging.Formatter | None) -> None:
-        super().__init__()
-        self.inner = inner or logging.Formatter()
-
-    def format(self, record: logging.LogRecord) -> str:
-        saved = record.exc_info, record.exc_text
-        record.exc_info, record.exc_text = None, None
-        try:
-            return self.inner.format(record)
-        finally:
-            record.exc_info, record.exc_text = saved
-
-
-def _quiet_console_tracebacks() -> list[tuple[logging.Handler, logging.Formatter | None]]:
-    """Drop tracebacks from Prefect's console handlers; return what to restore."""
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    changed = []
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler) and not isinstance(
-            handler.formatter, _WithoutTracebacks
-        ):
-            changed.append((handler, handler.formatter))
-            handler.setFormatter(_WithoutTracebacks(handler.formatter))
-    return changed
+    def stopped(self) -> None:
+        """The run failed: the bar says where it stopped (the `error:` line says why)."""
+        where = f"stopped at {escape(self.stage)}" if self.stage else "stopped"
+        self.progress.update(self.bar, description=f"[red]✗ {where}[/]")
 
 
 def _run_training(settings: Settings, verbose: bool, **params: Any) -> PipelineResult:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from flows.cli_console import console_level_for, quiet_console
+
+    console_level_for(verbose)  # read by Prefect's logging.yml when it configures logging
     if not verbose:
-        # Prefect's INFO lines would tear the progress bar; they still reach the Prefect UI.
-        # Read by Prefect's logging.yml when it configures logging at first use.
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+        import warnings
+
+        # MLflow's advice on integer columns of a signature: not the user's problem to solve.
+        warnings.filterwarnings(
+            "ignore", message="Hint: Inferred schema contains integer", category=UserWarning
+        )
     from flows.training import training_pipeline
 
     stage_logger = logging.getLogger("mlops.stages")
@@ -157,13 +151,14 @@ def _run_training(settings: Settings, verbose: bool, **params: Any) -> PipelineR
         stage_logger.addHandler(handler)
         if stage_logger.level == logging.NOTSET or stage_logger.level > logging.INFO:
             stage_logger.setLevel(logging.INFO)
-        quieted = [] if verbose else _quiet_console_tracebacks()
         try:
-            return training_pipeline(settings=settings, **params)
+            with quiet_console(verbose, progress.console):
+                return training_pipeline(settings=settings, **params)
+        except BaseException:
+            handler.stopped()
+            raise
         finally:
             stage_logger.removeHandler(handler)
-            for console, formatter in quieted:
-                console.setFormatter(formatter)
 
 
 def _print_result(result: PipelineResult, settings: Settings, *, show_ui: bool = True) -> None:
@@ -171,58 +166,67 @@ def _print_result(result: PipelineResult, settings: Settings, *, show_ui: bool =
     out.print()
     if reg.created:
         out.print(
-            f"[bold green]Registered model {reg.name!r} version {reg.version}[/]"
-            f"  aliases: {', '.join(reg.aliases) or '-'}  approval: {reg.approval}"
+            f"[bold green]{escape(f'Registered model {reg.name!r} version {reg.version}')}[/]"
+            + escape(f"  aliases: {', '.join(reg.aliases) or '-'}  approval: {reg.approval}")
         )
     else:
         out.print(
-            f"[bold yellow]Model {reg.name!r} version {reg.version} was already "
-            "registered for identical data and parameters; nothing new registered[/]"
+            f"[bold yellow]Model {escape(repr(reg.name))} version {escape(str(reg.version))} "
+            "was already registered for identical data and parameters; nothing new registered[/]"
         )
     task = result.prepared.task
     how = "inferred" if result.prepared.task_inferred else "given"
-    out.print(f"task: {task} ({how}: {result.prepared.task_reason})")
+    # Plain text from here on: names, reasons and notes come from the user's data.
+    plain = {"markup": False, "highlight": False}
+    out.print(f"task: {task} ({how}: {result.prepared.task_reason})", **plain)
     metrics = "  ".join(f"{k}={v:.4f}" for k, v in result.evaluation.metrics.items())
-    out.print(f"test metrics: {metrics}")
+    out.print(f"test metrics: {metrics}", **plain)
     if result.evaluation.champion_version:
         champ = result.evaluation.champion_metrics or {}
         out.print(
             f"champion v{result.evaluation.champion_version} on the same rows: "
-            + "  ".join(f"{k}={v:.4f}" for k, v in champ.items())
+            + "  ".join(f"{k}={v:.4f}" for k, v in champ.items()),
+            **plain,
         )
     elif result.evaluation.champion_note:
-        out.print(f"champion: {result.evaluation.champion_note}")
-    out.print(f"MLflow run: {result.run_id} in experiment {result.experiment!r}")
-    out.print(f"load it:    mlflow.pyfunc.load_model('models:/{reg.name}@challenger')")
+        out.print(f"champion: {result.evaluation.champion_note}", **plain)
+    out.print(f"MLflow run: {result.run_id} in experiment {result.experiment!r}", **plain)
+    out.print(f"load it:    mlflow.pyfunc.load_model('models:/{reg.name}@challenger')", **plain)
     if show_ui:
         _print_ui_commands(settings)
 
 
 def _print_ui_commands(settings: Settings) -> None:
-    uri = settings.effective_tracking_uri
+    from mlops.masking import mask_uri
+
+    uri = mask_uri(settings.effective_tracking_uri) or ""  # the user knows the password
     bin_dir = Path(sys.executable).parent
+    plain = {"markup": False, "highlight": False}
     out.print("\n[bold]See what it did:[/]")
     if uri.startswith(("http://", "https://")):
-        out.print(f"  MLflow UI:  open {uri}")
+        out.print(f"  MLflow UI:  open {uri}", **plain)
     else:
         out.print(
             f"  MLflow UI:  {bin_dir / 'mlflow'} ui --backend-store-uri {uri} --port 5000"
-            "   → http://127.0.0.1:5000"
+            "   → http://127.0.0.1:5000",
+            **plain,
         )
     api = os.environ.get("PREFECT_API_URL")
     if api:
-        out.print(f"  Prefect UI: open {api.removesuffix('/api')}")
+        out.print(f"  Prefect UI: open {mask_uri(api.removesuffix('/api'))}", **plain)
     else:
         home = os.environ.get("PREFECT_HOME")
         prefix = f"PREFECT_HOME={home} " if home else ""
         out.print(
-            f"  Prefect UI: {prefix}{bin_dir / 'prefect'} server start   → http://127.0.0.1:4200"
+            f"  Prefect UI: {prefix}{bin_dir / 'prefect'} server start   → http://127.0.0.1:4200",
+            **plain,
         )
     workspace = settings.evidently_workspace
     if workspace.is_dir():
         out.print(
             f"  Evidently:  {bin_dir / 'evidently'} ui --workspace {workspace} --port 8000"
-            "   → http://127.0.0.1:8000 (or `make monitor-ui`)"
+            "   → http://127.0.0.1:8000 (or `make monitor-ui`)",
+            **plain,
         )
 
 
@@ -236,6 +240,41 @@ def _precheck(model_name: str, dataset: str | None) -> None:
         load_builtin(dataset)  # raises the DatasetNotFoundError that lists the known names
 
 
+def _check_run(
+    settings: Settings,
+    *,
+    model_name: str,
+    dataset: str | None,
+    task: str | None,
+    gates: list[str] | None,
+    params: dict[str, Any],
+) -> Settings:
+    """Check the gate and the hyperparameters of one training before any work.
+
+    Returns:
+        The settings with the ``--gate`` thresholds of this run in ``gate.overrides``.
+    """
+    from mlops.data import BUILTIN_TASKS
+    from mlops.evaluation.thresholds import (
+        merge_overrides,
+        parse_gate_option,
+        resolve_thresholds,
+        validate_gate,
+    )
+    from mlops.hyperparams import validate_hyperparameters
+
+    if gates:
+        overrides = merge_overrides(settings.gate.overrides, [parse_gate_option(g) for g in gates])
+        gate = settings.gate.model_copy(update={"overrides": overrides})
+        settings = settings.model_copy(update={"gate": gate})
+    validate_gate(settings.gate)
+    known_task = task or (BUILTIN_TASKS.get(dataset) if dataset else None)
+    if known_task is not None:  # else the flow checks it as soon as prepare inferred the task
+        resolve_thresholds(settings.gate, known_task, model_name)
+    validate_hyperparameters(settings.training, params)
+    return settings
+
+
 @app.command()
 def train(
     model_name: Annotated[str, typer.Option("--model-name", "-m", help="registered model name")],
@@ -247,7 +286,17 @@ def train(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="XGBoost KEY=VALUE, repeatable")
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
+    gate: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gate",
+            help="a threshold for this run, METRIC>=VALUE or METRIC<=VALUE, e.g. 'r2>=0.3' "
+            "(repeatable; wins over [gate] in mlops.toml)",
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show Prefect's logs and tracebacks")
+    ] = False,
 ) -> None:
     """Run the training-pipeline flow: prepare → train → evaluate → baseline → register."""
     if dataset is None and data is None:
@@ -257,7 +306,10 @@ def train(
     if task is not None and task not in ("regression", "binary", "multiclass"):
         raise ConfigError(f"--task {task!r} is not one of regression, binary, multiclass")
     _precheck(model_name, dataset)
-    settings = _settings()
+    params = _parse_params(param)
+    settings = _check_run(
+        _settings(), model_name=model_name, dataset=dataset, task=task, gates=gate, params=params
+    )
     result = _run_training(
         settings,
         verbose,
@@ -267,7 +319,7 @@ def train(
         target=target,
         task=task,
         rows=rows,
-        hyperparameters=_parse_params(param) or None,
+        hyperparameters=params or None,
     )
     _print_result(result, settings)
 
@@ -292,7 +344,7 @@ def demo(
     settings = _settings()
     out.print(
         f"[bold]mlops demo[/]: NYC green-taxi fares, {rows} trips, backend "
-        f"{settings.backend}, MLflow store {escape(settings.effective_tracking_uri)}"
+        f"{settings.backend}, MLflow store {escape(_masked(settings.effective_tracking_uri))}"
     )
 
     def train_first() -> str:
@@ -350,7 +402,11 @@ def data_make(
         frame.to_csv(path, index=False)
     else:
         raise ConfigError(f"--output {path} must end in .csv, .csv.gz or .parquet")
-    out.print(f"wrote {len(frame)} rows of {name} (shift={shift}, outliers={outliers}) to {path}")
+    out.print(
+        f"wrote {len(frame)} rows of {name} (shift={shift}, outliers={outliers}) to {path}",
+        markup=False,
+        highlight=False,
+    )
 
 
 @models_app.command("list")
@@ -374,13 +430,16 @@ def models_list(
     table = Table("model", "version", "aliases", "approval", "created", "test metrics")
     for r in rows:
         colour = {"approved": "green", "rejected": "red", "pending": "yellow"}.get(r.approval, "")
+        metrics = "  ".join(
+            f"{k.removeprefix('test_')}={v:.4g}" for k, v in sorted(r.metrics.items())
+        )
         table.add_row(
-            r.name,
-            r.version,
-            ", ".join(r.aliases),
-            f"[{colour}]{r.approval}[/]" if colour else r.approval,
-            r.created_at,
-            "  ".join(f"{k.removeprefix('test_')}={v:.4g}" for k, v in sorted(r.metrics.items())),
+            escape(r.name),
+            escape(str(r.version)),
+            escape(", ".join(r.aliases)),
+            f"[{colour}]{escape(r.approval)}[/]" if colour else escape(r.approval),
+            escape(str(r.created_at)),
+            escape(metrics),
         )
     out.print(table)
 
@@ -430,7 +489,9 @@ def _decide(decision: str, name: str, version: str, comment: str, approver: str 
         out.print(
             f"{name} v{version}: {decision}; answered the approval pause of deployment-pipeline "
             f"run {paused}, which now "
-            + ("rolls it out to prod" if decision == "approved" else "stops")
+            + ("rolls it out to prod" if decision == "approved" else "stops"),
+            markup=False,
+            highlight=False,
         )
         return
     client = connect(_settings())
@@ -438,7 +499,9 @@ def _decide(decision: str, name: str, version: str, comment: str, approver: str 
     mv = act(client, name, version, comment=comment, approver=approver)
     out.print(
         f"{name} v{mv.version}: {decision} by {mv.tags.get('mlops.approved_by')} "
-        f"at {mv.tags.get('mlops.approved_at')}" + (f" ({comment})" if comment else "")
+        f"at {mv.tags.get('mlops.approved_at')}" + (f" ({comment})" if comment else ""),
+        markup=False,
+        highlight=False,
     )
 
 
@@ -469,9 +532,9 @@ def config_show(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Print the effective settings, secrets masked."""
-    from mlops.settings import masked_settings
+    from mlops.settings import load_settings, masked_settings
 
-    data = masked_settings(_settings())
+    data = masked_settings(load_settings())  # shows the settings even when a driver is missing
     if as_json:
         out.print_json(json.dumps(data))
         return
@@ -515,7 +578,23 @@ def main() -> None:
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        if _verbose_requested():
+            raise
+        # A bug, not bad input: one line here; the traceback with -v (and in the Prefect
+        # server's logs when it happened inside a flow run).
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err.print(
+            f"[bold red]error:[/] unexpected {escape(type(exc).__name__)}"
+            f"{': ' + escape(first) if first else ''}; run the command again with -v to see "
+            "the traceback, and report it if it persists",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
+
+
+def _verbose_requested() -> bool:
+    return any(arg in ("-v", "--verbose") for arg in sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -59,11 +58,10 @@ def _run(settings: Settings, verbose: bool, **params: Any) -> BatchResult:
         TimeElapsedColumn,
     )
 
-    if not verbose:
-        # Prefect's INFO lines would tear the bar; they still reach the Prefect UI.
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    from flows.cli_console import console_level_for, quiet_console
+
+    console_level_for(verbose)  # before Prefect sets up logging
     from flows.batch import batch_inference
-    from flows.cli import _quiet_console_tracebacks
 
     stage_logger = logging.getLogger("mlops.stages")
     saved = stage_logger.level
@@ -80,14 +78,12 @@ def _run(settings: Settings, verbose: bool, **params: Any) -> BatchResult:
         stage_logger.addHandler(handler)
         if saved == logging.NOTSET or saved > logging.INFO:
             stage_logger.setLevel(logging.INFO)
-        quieted = [] if verbose else _quiet_console_tracebacks()
         try:
-            return batch_inference(settings=settings, **params)
+            with quiet_console(verbose, progress.console):
+                return batch_inference(settings=settings, **params)
         finally:
             stage_logger.removeHandler(handler)
             stage_logger.setLevel(saved)
-            for console, formatter in quieted:
-                console.setFormatter(formatter)
 
 
 def _show(result: BatchResult, settings: Settings) -> None:

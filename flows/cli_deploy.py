@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mlops.errors import ConfigError
 
@@ -26,17 +27,25 @@ _ROUTINGS = ("ALL_AT_ONCE", "CANARY", "LINEAR")
 
 
 class _Echo(logging.Handler):
-    """Print mlops stage and rollout lines as they happen (the flow's logs, short)."""
+    """Print mlops stage and rollout lines as they happen (the flow's logs, short).
+
+    Warnings are printed by :func:`flows.cli_console.quiet_console` (or, with ``-v``, by
+    Prefect's console), not here, so that each is printed once.
+    """
 
     def emit(self, record: logging.LogRecord) -> None:
-        style = "yellow" if record.levelno >= logging.WARNING else "dim"
-        err.print(f"  [{style}]· {record.getMessage()}[/]", highlight=False)
+        if record.levelno >= logging.WARNING:
+            return
+        err.print(f"  [dim]· {escape(record.getMessage())}[/]", highlight=False)
 
 
 @contextmanager
 def echo_progress(verbose: bool) -> Iterator[None]:
-    if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    """Echo the stage and rollout lines; without ``-v`` one line per problem (no Prefect
+    ERROR lines or tracebacks: the `error:` line says it)."""
+    from flows.cli_console import console_level_for, quiet_console
+
+    console_level_for(verbose)
     loggers = [logging.getLogger(n) for n in ("mlops.stages", "mlops.rollout")]
     handler = _Echo(logging.INFO)
     saved = [lg.level for lg in loggers]
@@ -45,7 +54,8 @@ def echo_progress(verbose: bool) -> Iterator[None]:
         if lg.level == logging.NOTSET or lg.level > logging.INFO:
             lg.setLevel(logging.INFO)
     try:
-        yield
+        with quiet_console(verbose, err):
+            yield
     finally:
         for lg, level in zip(loggers, saved, strict=True):
             lg.removeHandler(handler)
@@ -60,14 +70,19 @@ def show_rollout(result: RolloutResult | None, settings: Settings) -> None:
         out.print("[yellow]rejected: nothing rolled out; champion unchanged[/]")
         return
     colour = "green" if result.completed else "red"
-    out.print(f"[bold {colour}]{result.summary()}[/]")
+    out.print(f"[bold {colour}]{escape(result.summary())}[/]")
     for step in result.steps:
         mark = "✓" if step.ok else "✗"
         detail = f" — {step.detail}" if step.detail else ""
-        out.print(f"  {mark} {step.name} ({step.duration_s:.1f}s){detail}", highlight=False)
+        out.print(
+            f"  {mark} {escape(step.name)} ({step.duration_s:.1f}s){escape(detail)}",
+            highlight=False,
+        )
     out.print(
-        f"rollout record: MLflow experiment {deployments_experiment(result.model_name)!r}, "
-        f"run {result.record_run_id} (rollout/rollout.json, rollout/rollout.png)"
+        escape(
+            f"rollout record: MLflow experiment {deployments_experiment(result.model_name)!r}, "
+            f"run {result.record_run_id} (rollout/rollout.json, rollout/rollout.png)"
+        )
     )
 
 
@@ -130,21 +145,24 @@ def probe(
     from mlops.settings import load_settings
 
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    result = synthetic_canary(
-        model_name=model_name,
-        endpoint=endpoint,
-        requests=requests,
-        interval_s=interval,
-        threshold=threshold,
-        settings=load_settings(),
-    )
+    from flows.cli_console import quiet_console
+
+    with quiet_console(False, err):
+        result = synthetic_canary(
+            model_name=model_name,
+            endpoint=endpoint,
+            requests=requests,
+            interval_s=interval,
+            threshold=threshold,
+            settings=load_settings(),
+        )
     colour = "red" if result.alarm else "green"
     out.print(
-        f"[{colour}]{result.endpoint}: {result.successes}/{result.requests} succeeded "
+        f"[{colour}]{escape(result.endpoint)}: {result.successes}/{result.requests} succeeded "
         f"({result.success_rate:.0%}; alarm below {threshold:.0%})[/]  MLflow run {result.run_id}"
     )
     for line in result.errors[:5]:
-        out.print(f"  {line}", highlight=False)
+        out.print(f"  {escape(line)}", highlight=False)
     if result.alarm:
         raise typer.Exit(2)
 
@@ -178,4 +196,3 @@ def run_first_deployment(settings: Settings, verbose: bool, *, first_version: st
         termination_wait_s=2,
     )
     show_rollout(first, settings)
-

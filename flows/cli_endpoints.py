@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mlops.errors import ConfigError, EndpointError
+from mlops.masking import mask_uri
 
 if TYPE_CHECKING:
     from mlops.endpoints import EndpointState
@@ -43,19 +45,24 @@ def _settings() -> Settings:
 
 def _status(status: str) -> str:
     colour = _STATUS_COLOUR.get(status)
-    return f"[{colour}]{status}[/]" if colour else status
+    return f"[{colour}]{escape(status)}[/]" if colour else escape(status)
 
 
 def _print_state(state: EndpointState) -> None:
     out.print(
-        f"[bold]{state.name}[/]  {_status(state.status)}  {state.url}/invocations"
-        f"  created {state.created_at}"
+        f"[bold]{escape(state.name)}[/]  {_status(state.status)}  "
+        + escape(f"{state.url}/invocations  created {state.created_at}")
     )
     if state.admin_url:
-        out.print(f"admin API: {state.admin_url} (owner only: token in its admin.token)")
+        out.print(
+            f"admin API: {state.admin_url} (owner only: token in its admin.token)", markup=False
+        )
     capture = state.capture
     if capture.enabled:
-        out.print(f"capture: {capture.sampling_percentage}% to {capture.destination}")
+        out.print(
+            f"capture: {capture.sampling_percentage}% to {mask_uri(capture.destination)}",
+            markup=False,
+        )
     else:
         out.print("capture: off")
     total = sum(v.weight for v in state.variants if not v.shadow)
@@ -67,14 +74,20 @@ def _print_state(state: EndpointState) -> None:
         else:
             share = f"{100 * v.weight / total:.0f}%" if total > 0 else "0%"
         table.add_row(
-            v.name, model, f"{v.weight:g}", share, _status(v.status), str(v.port), str(v.pid)
+            escape(v.name),
+            escape(str(model)),
+            f"{v.weight:g}",
+            share,
+            _status(v.status),
+            str(v.port),
+            str(v.pid),
         )
     out.print(table)
     for v in state.variants:
         if v.failure_reason and v.status == "Failed":
-            out.print(f"[red]{v.name}:[/] {v.failure_reason}", highlight=False)
+            out.print(f"[red]{escape(v.name)}:[/] {escape(v.failure_reason)}", highlight=False)
     if state.last_error:
-        out.print(f"[red]last error:[/] {state.last_error}", highlight=False)
+        out.print(f"[red]last error:[/] {escape(state.last_error)}", highlight=False)
 
 
 @endpoint_app.command("create")
@@ -149,17 +162,18 @@ def describe(
         return
     line = rollout.note.summary(state, interrupted=rollout.interrupted)
     if rollout.interrupted:
-        out.print(f"[red]{line}[/]", highlight=False)
+        out.print(f"[red]{escape(line)}[/]", highlight=False)
         out.print(
             f"  its process (pid {rollout.note.pid} on {rollout.note.host}) is gone: "
             f"`mlops endpoint rollback {name}` puts all traffic back on "
             f"{rollout.note.blue or 'blue'}, `mlops endpoint resume {name}` finishes it",
             highlight=False,
+            markup=False,
         )
     else:
         holder = rollout.holder.describe() if rollout.holder else ""
-        out.print(f"[yellow]{line}[/]", highlight=False)
-        out.print(f"  held by {holder}", highlight=False)
+        out.print(f"[yellow]{escape(line)}[/]", highlight=False)
+        out.print(f"  held by {holder}", highlight=False, markup=False)
 
 
 @endpoint_app.command("list")
@@ -186,13 +200,15 @@ def list_(
         variants = ", ".join(
             f"{v.name} (shadow)" if v.shadow else f"{v.name} ({v.weight:g})" for v in s.variants
         )
-        table.add_row(s.name, _status(s.status), s.url, variants, s.updated_at)
+        table.add_row(
+            escape(s.name), _status(s.status), escape(s.url), escape(variants), escape(s.updated_at)
+        )
     for damaged_name in damaged:
         table.add_row(
-            damaged_name,
+            escape(damaged_name),
             "[red]Damaged[/]",
             "-",
-            f"state file unreadable: `mlops endpoint delete {damaged_name} --force`",
+            escape(f"state file unreadable: `mlops endpoint delete {damaged_name} --force`"),
             "-",
         )
     out.print(table)
@@ -225,7 +241,7 @@ def update_weights(
         else f"{v.name}={v.weight:g} ({100 * v.weight / total if total else 0:.0f}%)"
         for v in state.variants
     ]
-    out.print(f"{name}: " + "  ".join(shares))
+    out.print(f"{name}: " + "  ".join(shares), markup=False)
 
 
 @endpoint_app.command("update")
@@ -314,7 +330,9 @@ def add_variant(
             weight=weight,
             shadow=shadow,
         )
-    out.print(f"{name}: variant {added.name} {_status(added.status)} on port {added.port}")
+    out.print(
+        f"{escape(name)}: variant {escape(added.name)} {_status(added.status)} on port {added.port}"
+    )
 
 
 @endpoint_app.command("remove-variant")
@@ -326,7 +344,7 @@ def remove_variant(
     from mlops.endpoints.manager import remove_variant as remove
 
     remove(_settings(), name, variant)
-    out.print(f"{name}: removed variant {variant}")
+    out.print(f"{name}: removed variant {variant}", markup=False)
 
 
 @endpoint_app.command("start")
@@ -346,7 +364,10 @@ def stop(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
 
     with out.status(f"stopping endpoint {name}…"):
         state = stop_endpoint(_settings(), name)
-    out.print(f"{name}: {_status(state.status)}; start it again with `mlops endpoint start {name}`")
+    out.print(
+        f"{escape(name)}: {_status(state.status)}; start it again with "
+        + escape(f"`mlops endpoint start {name}`")
+    )
 
 
 @endpoint_app.command("delete")
@@ -366,7 +387,7 @@ def delete(
 
     with out.status(f"deleting endpoint {name}…"):
         delete_endpoint(_settings(), name, force=force)
-    out.print(f"deleted endpoint {name}")
+    out.print(f"deleted endpoint {name}", markup=False)
 
 
 @endpoint_app.command("rollback")
@@ -376,7 +397,7 @@ def rollback(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None
 
     with out.status(f"rolling {name} back to blue…"):
         result = rollback_rollout(_settings(), name)
-    out.print(f"[green]{result.summary()}[/]", highlight=False)
+    out.print(f"[green]{escape(result.summary())}[/]", highlight=False)
 
 
 @endpoint_app.command("resume")
@@ -425,8 +446,10 @@ def invoke(
         )
     colour = "green" if result.ok else "red"
     out.print(
-        f"[{colour}]{result.status}[/] variant={result.variant or '-'} "
-        f"{result.content_type} {result.latency_ms:.1f} ms",
+        f"[{colour}]{result.status}[/] "
+        + escape(
+            f"variant={result.variant or '-'} {result.content_type} {result.latency_ms:.1f} ms"
+        ),
         highlight=False,
     )
     out.print(result.text, highlight=False, markup=False)

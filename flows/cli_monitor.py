@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -49,31 +48,25 @@ def monitor(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
     """Run the monitoring flow: drift, constraints, health, accuracy for a window of capture."""
-    if not verbose:
-        # Before Prefect is imported: it reads its console level when it sets up logging.
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    from flows.cli import _quiet_console_tracebacks
+    from flows.cli_console import console_level_for
+
+    console_level_for(verbose)  # before Prefect is imported: it reads it to set up logging
     from flows.monitoring import monitoring
     from mlops.settings import load_settings
 
     settings = load_settings()
     _precheck(settings, model_name, since, start, end)
-    # a failed run is one `error:` line from the entry point, not Prefect's tracebacks too
-    quieted = [] if verbose else _quiet_console_tracebacks()
-    try:
-        with echo_progress(verbose):
-            result = monitoring(
-                model_name=model_name,
-                endpoint=endpoint,
-                since=since,
-                start=start,
-                end=end,
-                capture=capture,
-                settings=settings,
-            )
-    finally:
-        for handler, formatter in quieted:
-            handler.setFormatter(formatter)
+    # a failed run is one `error:` line from the entry point (echo_progress quiets the rest)
+    with echo_progress(verbose):
+        result = monitoring(
+            model_name=model_name,
+            endpoint=endpoint,
+            since=since,
+            start=start,
+            end=end,
+            capture=capture,
+            settings=settings,
+        )
     show_monitor(result, settings)
 
 
