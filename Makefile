@@ -50,13 +50,32 @@ ui: $(STAMP)
 monitor-ui: $(STAMP)
 	$(BIN)/evidently ui --workspace $(CURDIR)/.mlops/evidently --port 8000
 
+# The Prefect server of `make prefect-ui` (`make prefect-ui PREFECT_PORT=4300` for another
+# port). The UI in the browser calls the API at PREFECT_UI_API_URL, which Prefect would
+# otherwise take from PREFECT_API_URL or port 4200 whatever --port says: it is set to this
+# server's own API (override it when the browser reaches the server by another address).
+PREFECT_HOST ?= 127.0.0.1
+PREFECT_PORT ?= 4200
+PREFECT_SERVER_URL = http://$(PREFECT_HOST):$(PREFECT_PORT)/api
+PREFECT_UI_API_URL ?= $(PREFECT_SERVER_URL)
+
 prefect-ui: $(STAMP)
-	$(WITH_PREFECT_HOME) $(BIN)/prefect server start
+	$(WITH_PREFECT_HOME) PREFECT_SERVER_API_HOST=$(PREFECT_HOST) \
+	  PREFECT_SERVER_API_PORT=$(PREFECT_PORT) PREFECT_API_URL=$(PREFECT_SERVER_URL) \
+	  PREFECT_UI_API_URL=$(PREFECT_UI_API_URL) \
+	  $(BIN)/prefect server start --host $(PREFECT_HOST) --port $(PREFECT_PORT)
 
 # Deployments from prefect.yaml, schedules and event triggers included, on a running server
 # (`make prefect-ui`, or PREFECT_API_URL=... for another one), then a worker that runs them.
-# Without an API URL the CLI would deploy to a throw-away temporary server.
-PREFECT_API_URL ?= http://127.0.0.1:4200/api
+# Without an API URL the CLI would deploy to a throw-away temporary server. A port or host
+# named on the command line (`make deploy PREFECT_PORT=4300`) wins over a PREFECT_API_URL
+# exported in the shell.
+PREFECT_API_URL ?= $(PREFECT_SERVER_URL)
+ifneq ($(filter command line,$(origin PREFECT_PORT) $(origin PREFECT_HOST)),)
+ifneq ($(origin PREFECT_API_URL),command line)
+PREFECT_API_URL = $(PREFECT_SERVER_URL)
+endif
+endif
 WITH_PREFECT_API = $(WITH_PREFECT_HOME) PREFECT_API_URL=$(PREFECT_API_URL)
 
 deploy: $(STAMP)

@@ -13,8 +13,11 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from flows.artifacts import RunRef, artifact_key, publish
 from flows.events import emit_model_event
 from flows.hooks import forward_mlops_logs, notify_failure
+from flows.run_names import batch_run_name
+from flows.summaries import batch_failure_summary, batch_summary
 from mlops.errors import BatchCheckError
 from mlops.serving.model import parse_model_ref
 from mlops.settings import Settings, load_settings
@@ -32,7 +35,12 @@ def model_reference(model_name: str, alias: str = ALIAS_CHAMPION) -> str:
     return f"{model_name}@{alias}"
 
 
-@task(name="batch-predict", cache_policy=NO_CACHE, persist_result=False)
+@task(
+    name="batch-predict",
+    task_run_name="batch-predict {model}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
 def batch_task(
     settings: Settings, model: str, input_uri: str, output_uri: str, tags: dict[str, str]
 ) -> BatchResult:
@@ -65,7 +73,7 @@ def _drift_payload(exc: BatchCheckError, input_uri: str) -> dict[str, Any]:
 
 @flow(
     name="batch-inference",
-    flow_run_name="batch {model_name}",
+    flow_run_name=batch_run_name,
     on_failure=[notify_failure],
     on_crashed=[notify_failure],
 )
@@ -98,11 +106,19 @@ def batch_inference(
         with forward_mlops_logs():
             result = batch_task(settings, reference, input, output, tags)
     except BatchCheckError as exc:
+        name = str(exc.details.get("model_name") or parse_model_ref(reference)[0])
+        emitted = None
         if "drift" in exc.reason.split("+"):
-            name = str(exc.details.get("model_name") or parse_model_ref(reference)[0])
             payload = _drift_payload(exc, input)
             emit_model_event(Events.DRIFT_DETECTED, name, payload)
+            emitted = Events.DRIFT_DETECTED
             logger.warning("emitted %s for %s: %s", Events.DRIFT_DETECTED, name, payload["summary"])
+        publish(
+            settings,
+            artifact_key(name, "batch"),
+            batch_failure_summary(reference, input, exc, emitted),
+            runs=[RunRef("batch run", exc.details.get("run_id"))],
+        )
         raise
     logger.info(
         "%d predictions of %s v%s written to %s (outlier share %.2f%%, drift share %s); "
@@ -115,5 +131,11 @@ def batch_inference(
         f"{result.drift_share:.2f}" if result.drift_share is not None else "not checked",
         result.run_id,
         result.experiment,
+    )
+    publish(
+        settings,
+        artifact_key(result.model_name, "batch"),
+        batch_summary(result),
+        runs=[RunRef("batch run", result.run_id)],
     )
     return result

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from flows.artifacts import ModelLink, artifact_key, publish
 from flows.events import emit_model_event
 from flows.hooks import forward_mlops_logs, notify_failure
+from flows.run_names import data_watch_run_name
+from flows.summaries import data_watch_summary
 from mlops.settings import Settings, load_settings
 from mlops.stages import retrain
 from mlops.stages.retrain import DataWatchResult
@@ -17,7 +20,12 @@ from mlops.tracking import Events
 __all__ = ["data_watch"]
 
 
-@flow(name="data-watch", on_failure=[notify_failure], on_crashed=[notify_failure])
+@flow(
+    name="data-watch",
+    flow_run_name=data_watch_run_name,
+    on_failure=[notify_failure],
+    on_crashed=[notify_failure],
+)
 def data_watch(model_name: str = "taxi", settings: Settings | None = None) -> DataWatchResult:
     """Compare the digest of the model's training source with the one seen last time.
 
@@ -32,7 +40,9 @@ def data_watch(model_name: str = "taxi", settings: Settings | None = None) -> Da
     logger = get_run_logger()
     with forward_mlops_logs():
         result = retrain.check_data_source(settings, model_name)
+        emitted = None
         if result.changed:
+            emitted = Events.DATA_UPDATED
             # The event goes first: should recording fail, the next run emits it again
             # (the retraining cooldown absorbs a repeat); the reverse could lose it.
             emit_model_event(Events.DATA_UPDATED, model_name, result.event_payload())
@@ -51,4 +61,10 @@ def data_watch(model_name: str = "taxi", settings: Settings | None = None) -> Da
             logger.info("%s unchanged (digest %s)", result.source, result.new_digest[:12])
         if result.old_digest != result.new_digest:
             retrain.record_data_digest(settings, model_name, result.new_digest)
+    publish(
+        settings,
+        artifact_key(model_name, "data-watch"),
+        data_watch_summary(result, emitted),
+        models=[ModelLink(model_name)],
+    )
     return result

@@ -16,11 +16,14 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from flows.artifacts import ModelLink, RunRef, artifact_key, publish
 from flows.events import emit_model_event
 from flows.hooks import forward_mlops_logs, notify_failure
 from flows.notify import send_notification
+from flows.run_names import deployment_run_name
+from flows.summaries import DeploymentReport
 from mlops import registry
-from mlops.errors import ModelNotFoundError, RolloutError
+from mlops.errors import MlopsError, ModelNotFoundError, RolloutError
 from mlops.rollout import BlueGreenPolicy, RolloutResult
 from mlops.settings import Settings, load_settings
 from mlops.stages import deploy
@@ -48,7 +51,7 @@ class ApprovalInput(RunInput):
     comment: str = Field("", description="why (recorded in mlops.approval_comment)")
 
 
-@task(name="deploy-dev", **_TASK_OPTIONS)
+@task(name="deploy-dev", task_run_name="deploy-dev {model_name} v{version}", **_TASK_OPTIONS)
 def deploy_dev_task(
     settings: Settings, model_name: str, version: str, tags: dict[str, str]
 ) -> RolloutResult:
@@ -56,7 +59,11 @@ def deploy_dev_task(
     return deploy.deploy_dev(settings, model_name, version, tags=tags)
 
 
-@task(name="evaluate-endpoint", **_TASK_OPTIONS)
+@task(
+    name="evaluate-endpoint",
+    task_run_name="evaluate-endpoint {model_name} v{version}",
+    **_TASK_OPTIONS,
+)
 def evaluate_endpoint_task(
     settings: Settings, model_name: str, version: str, tags: dict[str, str]
 ) -> EndpointEvaluation:
@@ -64,7 +71,7 @@ def evaluate_endpoint_task(
     return deploy.evaluate_on_endpoint(settings, model_name, version, tags=tags)
 
 
-@task(name="rollout-prod", **_TASK_OPTIONS)
+@task(name="rollout-prod", task_run_name="rollout-prod {model_name} v{version}", **_TASK_OPTIONS)
 def rollout_prod_task(
     settings: Settings,
     model_name: str,
@@ -116,6 +123,7 @@ def _request_approval(
 
 @flow(
     name="deployment-pipeline",
+    flow_run_name=deployment_run_name,
     on_failure=[notify_failure],
     on_crashed=[notify_failure],
     log_prints=True,
@@ -150,7 +158,6 @@ def deployment_pipeline(
         The prod rollout record, or ``None`` when the version was rejected.
     """
     settings = settings or load_settings()
-    logger = get_run_logger()
     client = connect(settings)
     if version is None:
         challenger = registry.get_alias_version(client, model_name, ALIAS_CHALLENGER)
@@ -170,9 +177,47 @@ def deployment_pipeline(
         termination_wait_s=termination_wait_s,
     )
     tags = {Tags.PREFECT_FLOW_RUN_ID: str(flow_run.id)}
+    report = DeploymentReport(model_name=model_name, version=version, policy=policy)
+    try:
+        return _deploy(settings, client, report, auto_approve, approval_timeout_s, tags)
+    except MlopsError as exc:
+        if not isinstance(exc, RolloutError) or report.prod is None:
+            report.error = str(exc)
+        raise
+    finally:
+        _publish_report(settings, report)
+
+
+def _publish_report(settings: Settings, report: DeploymentReport) -> None:
+    """The run's summary and links: dev record, endpoint evaluation, prod record, version."""
+    runs = [
+        RunRef("dev rollout", report.dev.record_run_id if report.dev else None, ("rollout",)),
+        RunRef("endpoint evaluation", report.evaluation.run_id if report.evaluation else None),
+        RunRef("prod rollout", report.prod.record_run_id if report.prod else None, ("rollout",)),
+    ]
+    publish(
+        settings,
+        artifact_key(report.model_name, "deployment"),
+        report.summary(),
+        runs=runs,
+        models=[ModelLink(report.model_name, report.version)],
+    )
+
+
+def _deploy(
+    settings: Settings,
+    client: Any,
+    report: DeploymentReport,
+    auto_approve: bool,
+    approval_timeout_s: int,
+    tags: dict[str, str],
+) -> RolloutResult | None:
+    """The pipeline's steps; ``report`` is filled in as they finish."""
+    logger = get_run_logger()
+    model_name, version, policy = report.model_name, report.version, report.policy
     with forward_mlops_logs():
-        deploy_dev_task(settings, model_name, version, tags)
-        evaluation = evaluate_endpoint_task(settings, model_name, version, tags)
+        report.dev = deploy_dev_task(settings, model_name, version, tags)
+        evaluation = report.evaluation = evaluate_endpoint_task(settings, model_name, version, tags)
         if auto_approve:
             answer = ApprovalInput(
                 decision="approve",
@@ -202,6 +247,8 @@ def deployment_pipeline(
                 poll_interval=2,
             )
             client.delete_model_version_tag(model_name, version, APPROVAL_FLOW_RUN_TAG)
+        report.decision, report.approver = answer.decision, answer.approver
+        report.comment = answer.comment
         if answer.decision == "reject":
             registry.reject(
                 client, model_name, version, comment=answer.comment, approver=answer.approver
@@ -218,7 +265,7 @@ def deployment_pipeline(
             model_name,
             {"version": version, "approver": answer.approver, "comment": answer.comment},
         )
-        result = rollout_prod_task(settings, model_name, version, policy, tags)
+        result = report.prod = rollout_prod_task(settings, model_name, version, policy, tags)
     payload = {
         "version": version,
         "endpoint": result.endpoint,

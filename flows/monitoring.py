@@ -11,9 +11,12 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import RunRef, artifact_key, publish
 from flows.events import emit_model_event
 from flows.hooks import forward_mlops_logs, notify_failure
 from flows.notify import send_notification
+from flows.run_names import monitoring_run_name
+from flows.summaries import monitoring_summary
 from mlops.settings import Settings, load_settings
 from mlops.stages.monitor import MonitorResult, monitor
 from mlops.tracking import Events
@@ -23,7 +26,7 @@ __all__ = ["monitoring"]
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
-@task(name="monitor", **_TASK_OPTIONS)
+@task(name="monitor", task_run_name="monitor {model_name}", **_TASK_OPTIONS)
 def monitor_task(
     settings: Settings,
     model_name: str,
@@ -47,7 +50,7 @@ def monitor_task(
 
 @flow(
     name="monitoring",
-    flow_run_name="monitor {model_name}",
+    flow_run_name=monitoring_run_name,
     on_failure=[notify_failure],
     on_crashed=[notify_failure],
 )
@@ -77,7 +80,9 @@ def monitoring(
         result = monitor_task(settings, model_name, endpoint, since, start, end, capture)
     for line in result.summary().splitlines():
         logger.info("%s", line)
+    emitted = None
     if result.drift_detected:
+        emitted = Events.DRIFT_DETECTED
         payload = result.event_payload()
         emit_model_event(Events.DRIFT_DETECTED, model_name, payload)
         logger.warning(
@@ -90,4 +95,10 @@ def monitoring(
             f"{', '.join(payload['report_run_ids'])} (experiment {model_name}/monitoring). "
             "The retraining deployment is triggered by this event.",
         )
+    publish(
+        settings,
+        artifact_key(model_name, "monitoring"),
+        monitoring_summary(result, emitted),
+        runs=[RunRef(f"v{v.version}", v.run_id or None, ("evidently",)) for v in result.versions],
+    )
     return result

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from flows.artifacts import RunRef, artifact_key, publish
 from flows.hooks import forward_mlops_logs, notify_failure
 from flows.notify import get_flow_notifier
+from flows.run_names import probe_run_name
+from flows.summaries import probe_summary
 from mlops.settings import Settings, load_settings
 from mlops.stages.probe import ProbeResult, probe_endpoint
 
 __all__ = ["synthetic_canary"]
 
 
-@flow(name="synthetic-canary", on_failure=[notify_failure], on_crashed=[notify_failure])
+@flow(
+    name="synthetic-canary",
+    flow_run_name=probe_run_name,
+    on_failure=[notify_failure],
+    on_crashed=[notify_failure],
+)
 def synthetic_canary(
     model_name: str = "taxi",
     endpoint: str | None = None,
@@ -44,5 +52,11 @@ def synthetic_canary(
         result.requests,
         100 * result.success_rate,
         100 * threshold,
+    )
+    publish(
+        settings,
+        artifact_key(model_name, "probe"),
+        probe_summary(result),
+        runs=[RunRef("probe run", result.run_id)],
     )
     return result

@@ -13,8 +13,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import ModelLink, RunRef, artifact_key, publish
 from flows.deployment import deployment_pipeline
 from flows.hooks import forward_mlops_logs, notify_failure
+from flows.run_names import retraining_run_name
+from flows.summaries import retraining_summary
 from flows.training import training_pipeline
 from mlops.settings import Settings, load_settings
 from mlops.stages import retrain
@@ -25,7 +28,7 @@ __all__ = ["retraining"]
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
-@task(name="cooldown", **_TASK_OPTIONS)
+@task(name="cooldown", task_run_name="cooldown {model_name}", **_TASK_OPTIONS)
 def cooldown_task(settings: Settings, model_name: str, reason: str) -> tuple[bool, str]:
     """Check the cooldown and, when retraining may go ahead, record that it starts now."""
     now = datetime.now(UTC)
@@ -35,7 +38,13 @@ def cooldown_task(settings: Settings, model_name: str, reason: str) -> tuple[boo
     return allowed, why
 
 
-@task(name="training-data", retries=2, retry_delay_seconds=5, **_TASK_OPTIONS)
+@task(
+    name="training-data",
+    task_run_name="training-data {model_name}",
+    retries=2,
+    retry_delay_seconds=5,
+    **_TASK_OPTIONS,
+)
 def training_data_task(settings: Settings, model_name: str) -> TrainingSource:
     """The configured training source plus the labelled capture, as a table to train on."""
     return retrain.retraining_data(settings, model_name)
@@ -43,6 +52,7 @@ def training_data_task(settings: Settings, model_name: str) -> TrainingSource:
 
 @flow(
     name="retraining",
+    flow_run_name=retraining_run_name,
     on_failure=[notify_failure],
     on_crashed=[notify_failure],
     log_prints=True,
@@ -87,13 +97,15 @@ def retraining(
         allowed, why = cooldown_task(settings, model_name, recorded)
         if not allowed:
             logger.info("skipped: %s", why)
-            return RetrainingResult(
+            skipped = RetrainingResult(
                 model_name=model_name,
                 reason=reason,
                 event_id=event_id,
                 skipped=True,
                 message=f"skipped: {why}",
             )
+            _publish(settings, skipped, payload, None)
+            return skipped
         logger.info("retraining goes ahead: %s", why)
         source = training_data_task(settings, model_name)
     trained = training_pipeline(
@@ -115,6 +127,7 @@ def retraining(
             "(same data and parameters): nothing new to deploy"
         )
         logger.info("%s", result.message)
+        _publish(settings, result, payload, trained.run_id)
         return result
     result.message = f"registered {model_name} v{registered.version} as challenger"
     if deploy:
@@ -126,4 +139,24 @@ def retraining(
             f"approved and rolled out to {rollout.endpoint}" if rollout else "rejected"
         )
     logger.info("%s", result.message)
+    _publish(settings, result, payload, trained.run_id)
     return result
+
+
+def _publish(
+    settings: Settings,
+    result: RetrainingResult,
+    payload: dict[str, Any] | None,
+    training_run_id: str | None,
+) -> None:
+    """The run's summary, with links to the training run and the version it registered.
+
+    The training-pipeline and deployment-pipeline runs it started publish their own.
+    """
+    publish(
+        settings,
+        artifact_key(result.model_name, "retraining"),
+        retraining_summary(result, payload),
+        runs=[RunRef("training run", training_run_id, ("plots",))],
+        models=[ModelLink(result.model_name, result.version)] if result.version else [],
+    )

@@ -12,10 +12,19 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from flows.artifacts import ModelLink, RunRef, artifact_key, publish
 from flows.hooks import forward_mlops_logs, notify_failure
+from flows.run_names import training_run_name
+from flows.summaries import failure_summary, training_summary
 from mlops import stages
 from mlops.data import BUILTIN_DATASETS
-from mlops.errors import ConfigError, DataError, DatasetNotFoundError, GateFailedError
+from mlops.errors import (
+    ConfigError,
+    DataError,
+    DatasetNotFoundError,
+    GateFailedError,
+    MlopsError,
+)
 from mlops.evaluation.thresholds import resolve_thresholds, validate_gate
 from mlops.hyperparams import validate_hyperparameters
 from mlops.settings import Settings, load_settings
@@ -133,6 +142,7 @@ def register_task(
 
 @flow(
     name="training-pipeline",
+    flow_run_name=training_run_name,
     on_failure=[notify_failure],
     on_crashed=[notify_failure],
     log_prints=True,
@@ -166,21 +176,33 @@ def training_pipeline(
     validate_hyperparameters(settings.training, hyperparameters)
     logger = get_run_logger()
     tags = {Tags.PREFECT_FLOW_RUN_ID: str(flow_run.id)}
-    with forward_mlops_logs(), stages.training_run(settings, model_name, tags=tags) as run_id:
-        logger.info("MLflow run %s in experiment %r", run_id, training_experiment(model_name))
-        prepared = prepare_task(settings, run_id, dataset, data, target, task, rows)
-        resolve_thresholds(settings.gate, prepared.task, model_name)  # before training
-        trained = train_task(settings, prepared, model_name, run_id, hyperparameters)
-        evaluation = evaluate_task(settings, prepared, trained)
-        baseline = baseline_task(settings, prepared, trained)
-        registered = register_task(settings, prepared, trained, evaluation, baseline)
+    key = artifact_key(model_name, "training")
+    run_id = None
+    try:
+        with forward_mlops_logs(), stages.training_run(settings, model_name, tags=tags) as run_id:
+            logger.info("MLflow run %s in experiment %r", run_id, training_experiment(model_name))
+            prepared = prepare_task(settings, run_id, dataset, data, target, task, rows)
+            resolve_thresholds(settings.gate, prepared.task, model_name)  # before training
+            trained = train_task(settings, prepared, model_name, run_id, hyperparameters)
+            evaluation = evaluate_task(settings, prepared, trained)
+            baseline = baseline_task(settings, prepared, trained)
+            registered = register_task(settings, prepared, trained, evaluation, baseline)
+    except MlopsError as exc:
+        reasons = exc.reasons if isinstance(exc, GateFailedError) else []
+        publish(
+            settings,
+            key,
+            failure_summary(f"train {model_name}: failed", exc, reasons),
+            runs=[RunRef("training run", run_id, ("plots",))],
+        )
+        raise
     logger.info(
         "registered %s version %s (%s)",
         registered.name,
         registered.version,
         "new" if registered.created else "already registered for identical inputs",
     )
-    return PipelineResult(
+    result = PipelineResult(
         run_id=run_id,
         experiment=training_experiment(model_name),
         prepared=prepared,
@@ -189,3 +211,11 @@ def training_pipeline(
         baseline=baseline,
         registered=registered,
     )
+    publish(
+        settings,
+        key,
+        training_summary(result),
+        runs=[RunRef("training run", run_id, ("plots",))],
+        models=[ModelLink(registered.name, registered.version)],
+    )
+    return result
