@@ -41,6 +41,8 @@ class VersionSummary:
     approved_by: str | None = None
     approved_at: str | None = None
     approval_comment: str | None = None
+    deployment: str | None = None
+    """``live`` (serving production), ``retired`` (replaced there), or ``None`` (never was)."""
 
 
 def _model_exists(client: MlflowClient, name: str) -> bool:
@@ -246,6 +248,7 @@ def list_versions(client: MlflowClient, name: str | None = None) -> list[Version
                     approved_by=mv.tags.get(Tags.APPROVED_BY),
                     approved_at=mv.tags.get(Tags.APPROVED_AT),
                     approval_comment=mv.tags.get(Tags.APPROVAL_COMMENT),
+                    deployment=mv.tags.get(Tags.DEPLOYMENT),
                 )
             )
     return rows

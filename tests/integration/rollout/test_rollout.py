@@ -47,6 +47,7 @@ from mlops.stages.pipeline import run_training_pipeline
 from mlops.tracking import (
     ALIAS_CHAMPION,
     Events,
+    Stages,
     Tags,
     connect,
     deployments_experiment,
@@ -196,6 +197,14 @@ def _assert_rolled_back(
     assert run.data.tags[Tags.ROLLOUT_ALARM] == alarm
     assert run.info.status == "FAILED"
     assert result.steps[-1].name.startswith(f"roll back: all traffic to {blue}")
+    # the rolled-back version links its record but never went live; blue stays live
+    client = connect(settings)
+    green_version = client.get_model_version("taxi", result.green_version)
+    assert green_version.tags[Tags.LAST_ROLLOUT_RUN_ID] == result.record_run_id
+    assert green_version.tags[Tags.LAST_ROLLOUT_OUTCOME] == "rolled_back"
+    assert Tags.DEPLOYMENT not in green_version.tags
+    blue_version = client.get_model_version("taxi", store["versions"]["blue"])
+    assert blue_version.tags[Tags.DEPLOYMENT] == "live"
 
 
 def test_green_failing_every_request_rolls_back_before_traffic(store) -> None:
@@ -474,6 +483,8 @@ def test_dev_evaluation_fails_when_the_endpoint_serves_another_model(store) -> N
     experiment = client.get_experiment_by_name(deployments_experiment("taxi")).experiment_id
     (run,) = client.search_runs([experiment], filter_string=f"tags.`mlops.endpoint` = '{name}'")
     assert run.data.tags["mlops.endpoint_evaluation"] == "failed"
+    assert run.data.tags[Tags.STAGE] == Stages.ENDPOINT_EVALUATION
+    assert run.info.run_name == f"evaluate taxi v{versions['blue']} on {name}"
     assert run.info.status == "FAILED"
     assert run.data.metrics["endpoint_rmse"] == pytest.approx(float(found[1]), rel=1e-3)
 
@@ -521,3 +532,22 @@ def test_good_green_completes_and_becomes_champion(store) -> None:
     assert "green_requests" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "rollout")}
     assert artifacts == {"rollout/rollout.json", "rollout/rollout.png"}
+    # the record is named by what it did, spans the rollout and has no alarm tag
+    prod = endpoint_name(settings, "taxi", "prod")
+    assert run.info.run_name == f"{prod}: {blue} → {green}"
+    assert run.data.tags[Tags.STAGE] == Stages.ROLLOUT
+    assert run.data.tags[Tags.ROLLOUT_OUTCOME] == "completed"
+    assert Tags.ROLLOUT_ALARM not in run.data.tags
+    assert run.info.start_time <= result.steps[0].started_at * 1000 + 1
+    assert run.info.end_time >= int(result.ended_at * 1000)
+    assert run.info.end_time - run.info.start_time >= (result.duration_s - 1.0) * 1000
+    # the new version is live and links the record; the one it replaced reads retired
+    new = client.get_model_version("taxi", versions["good"])
+    assert new.tags[Tags.DEPLOYMENT] == "live"
+    assert new.tags[Tags.DEPLOYMENT_RUN_ID] == result.record_run_id
+    assert result.record_run_id in new.tags[Tags.ROLLOUT_RUN_IDS].split(",")
+    assert f"#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}" in new.description
+    old = client.get_model_version("taxi", versions["blue"])
+    assert old.tags[Tags.DEPLOYMENT] == "retired"
+    assert old.tags[Tags.RETIRED_BY] == result.record_run_id
+    assert old.tags[Tags.REPLACED_BY] == versions["good"]

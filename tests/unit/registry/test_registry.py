@@ -134,3 +134,55 @@ def test_list_versions_newest_first_with_aliases_and_metrics(
     assert {r.approval for r in rows} == {"pending"}
     with pytest.raises(ModelNotFoundError):
         list_versions(client, "missing-model")
+
+
+def test_live_then_retired_reads_in_tags_description_and_list(
+    client: MlflowClient, module_settings: Settings
+) -> None:
+    from mlops.registry import mark_live, mark_retired
+
+    for fp in ("d1", "d2"):
+        run_id, uri = _logged_model(client, module_settings, "reg-g")
+        register_version(client, name="reg-g", model_uri=uri, run_id=run_id, fingerprint=fp,
+                         tags={}, description="first line")
+    mark_live(client, "reg-g", "1", endpoint="g-prod", run_id="r1")
+    since = client.get_model_version("reg-g", "1").tags[Tags.DEPLOYED_AT]
+    mark_live(client, "reg-g", "1", endpoint="g-prod", run_id="r1-again")  # still live
+    assert client.get_model_version("reg-g", "1").tags[Tags.DEPLOYED_AT] == since
+
+    mark_retired(client, "reg-g", "1", by="r2", replaced_by="2", experiment_id="7")
+    mark_live(client, "reg-g", "2", endpoint="g-prod", run_id="r2")
+    old = client.get_model_version("reg-g", "1")
+    assert old.tags[Tags.DEPLOYMENT] == "retired"
+    assert (old.tags[Tags.RETIRED_BY], old.tags[Tags.REPLACED_BY]) == ("r2", "2")
+    assert old.description.startswith("first line\n")
+    assert "by [this rollout](#/experiments/7/runs/r2), replaced by v2" in old.description
+    rows = {r.version: r for r in list_versions(client, "reg-g")}
+    assert (rows["1"].deployment, rows["2"].deployment) == ("retired", "live")
+
+    mark_live(client, "reg-g", "1", endpoint="g-prod", run_id="r3")  # rolled forward again
+    back = client.get_model_version("reg-g", "1").tags
+    assert back[Tags.DEPLOYMENT] == "live" and back[Tags.DEPLOYMENT_RUN_ID] == "r3"
+    assert Tags.RETIRED_BY not in back and Tags.REPLACED_BY not in back
+
+
+def test_many_rollouts_keep_the_description_within_what_mlflow_stores(
+    client: MlflowClient, module_settings: Settings
+) -> None:
+    from mlops.registry import link_rollout
+    from mlops.registry.lineage import DESCRIPTION_LIMIT
+
+    run_id, uri = _logged_model(client, module_settings, "reg-h")
+    register_version(client, name="reg-h", model_uri=uri, run_id=run_id, fingerprint="h",
+                     tags={}, description="trained by run x")
+    ids = [f"{i:032x}" for i in range(60)]  # about 6,000 characters of lines
+    for rid in ids:
+        link_rollout(client, "reg-h", "1", run_id=rid, experiment_id="3",
+                     title=f"h-prod: v0 → v1 #{rid[-3:]}", outcome="completed")
+    mv = client.get_model_version("reg-h", "1")
+    assert len(mv.description) <= DESCRIPTION_LIMIT
+    assert mv.description.startswith("trained by run x\n\n**Rollouts**\n")
+    assert f"(#/experiments/3/runs/{ids[-1]})" in mv.description  # the newest stays
+    assert f"(#/experiments/3/runs/{ids[0]})" not in mv.description  # the oldest went
+    assert mv.tags[Tags.ROLLOUT_RUN_IDS].split(",") == ids  # every id stays in the tag
+    assert mv.tags[Tags.LAST_ROLLOUT_RUN_ID] == ids[-1]
