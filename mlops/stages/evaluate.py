@@ -16,7 +16,14 @@ from mlops.stages._artifacts import save_result
 from mlops.stages._progress import stage_done, stage_started
 from mlops.stages.prepare import load_split
 from mlops.stages.results import EvaluationResult, PreparedData, TrainedModel
-from mlops.tracking import ALIAS_CHAMPION, Tags, connect
+from mlops.tracking import (
+    ALIAS_CHAMPION,
+    SPLIT_CONTEXTS,
+    Tags,
+    connect,
+    model_metrics,
+    run_datasets,
+)
 from mlops.types import Task
 
 if TYPE_CHECKING:
@@ -111,7 +118,14 @@ def evaluate(settings: Settings, prepared: PreparedData, trained: TrainedModel) 
     )
 
     now = int(time.time() * 1000)
-    logged = [Metric(f"test_{k}", v, now, 0) for k, v in metrics.items() if math.isfinite(v)]
+    # the test metrics belong to the logged model too, measured on the test dataset
+    logged = model_metrics(
+        {f"test_{k}": v for k, v in metrics.items() if math.isfinite(v)},
+        run_id=trained.run_id,
+        model_id=trained.model_id,
+        dataset=run_datasets(client, trained.run_id).get(SPLIT_CONTEXTS["test"]),
+        timestamp_ms=now,
+    )
     if champion_metrics:
         logged += [
             Metric(f"champion_test_{k}", v, now, 0)
@@ -122,6 +136,12 @@ def evaluate(settings: Settings, prepared: PreparedData, trained: TrainedModel) 
     client.set_tag(trained.run_id, Tags.GATE, "passed" if gate.passed else "failed")
     if not gate.passed:
         client.set_tag(trained.run_id, Tags.GATE_REASON, "; ".join(gate.reasons)[:5000])
+        client.set_tag(
+            trained.run_id,
+            Tags.NOTE,
+            "Quality gate **failed**, nothing was registered:\n\n"
+            + "\n".join(f"- {reason}" for reason in gate.reasons)[:7000],
+        )
     with tempfile.TemporaryDirectory() as tmp:
         plot = plot_evaluation(
             prepared.task,
