@@ -47,12 +47,12 @@ def add_version_note(client: MlflowClient, name: str, version: str, line: str) -
     When the description would outgrow what MLflow stores, the oldest rollout lines go
     first (their run ids stay in ``mlops.rollout.run_ids``).
     """
-    text = _description(client, name, version)
+    text = _description(client, name, version).rstrip()
     if line in text:
         return
     if _ROLLOUTS_HEADING not in text and line.startswith("- rollout"):
-        text = f"{text.rstrip()}\n\n{_ROLLOUTS_HEADING}\n"
-    text = f"{text.rstrip()}\n{line}" if text else line
+        text = f"{text}\n\n{_ROLLOUTS_HEADING}\n" if text else f"{_ROLLOUTS_HEADING}\n"
+    text = f"{text}\n{line}" if text else line
     lines = text.split("\n")
     while len(text) > DESCRIPTION_LIMIT:
         rollouts = [i for i, item in enumerate(lines) if item.startswith("- rollout")]
@@ -84,12 +84,11 @@ def link_rollout(
     client.set_model_version_tag(name, version, Tags.ROLLOUT_RUN_IDS, ",".join(ids))
     client.set_model_version_tag(name, version, Tags.LAST_ROLLOUT_RUN_ID, run_id)
     client.set_model_version_tag(name, version, Tags.LAST_ROLLOUT_OUTCOME, outcome)
-    add_version_note(
-        client,
-        name,
-        version,
-        f"- rollout [{title}]({run_path(experiment_id, run_id)}): {outcome}, {now_iso()}",
-    )
+    link = run_path(experiment_id, run_id)
+    if f"({link})" not in _description(client, name, version):  # once per rollout
+        add_version_note(
+            client, name, version, f"- rollout [{title}]({link}): {outcome}, {now_iso()}"
+        )
 
 
 def mark_live(
