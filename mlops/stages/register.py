@@ -13,6 +13,7 @@ from mlops.stages.results import (
     RegisteredModel,
     TrainedModel,
 )
+from mlops.stages.train import code_tags
 from mlops.tracking import (
     Tags,
     connect,
@@ -73,6 +74,7 @@ def register(
             Tags.DATA_DIGEST: prepared.digest,
             Tags.BASELINE_URI: baseline.uri,
             Tags.TRAINING_JOB: trained.job_name,
+            **code_tags(),
         },
         description="\n".join(lines),
         model_description=(

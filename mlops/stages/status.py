@@ -42,17 +42,23 @@ def _when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%MZ")
 
 
+# Rollout records written before mlops.stage=rollout were tagged "deployment".
+_FORMER_STAGES = {Stages.ROLLOUT: ("deployment",)}
+
+
 def _last_run(client: MlflowClient, experiment: str, stage: str):  # noqa: ANN202 - mlflow Run
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return None
-    runs = client.search_runs(
-        [found.experiment_id],
-        filter_string=f"tags.`{Tags.STAGE}` = '{stage}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0] if runs else None
+    latest = []
+    for value in (stage, *_FORMER_STAGES.get(stage, ())):  # MLflow filters tags by = only
+        latest += client.search_runs(
+            [found.experiment_id],
+            filter_string=f"tags.`{Tags.STAGE}` = '{value}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+    return max(latest, key=lambda run: run.info.start_time, default=None)
 
 
 def _version_text(client: MlflowClient, name: str, version: object | None) -> str | None:

@@ -98,16 +98,31 @@ def model_requirements() -> list[str]:
     ]
 
 
+def code_tags() -> dict[str, str]:
+    """Lineage tags of the code that runs: its digest, git commit and uncommitted changes."""
+    from mlops.code_version import code_revision
+
+    revision = code_revision()
+    tags = {Tags.CODE_DIGEST: revision.digest}
+    if revision.commit is not None:
+        tags[Tags.GIT_COMMIT] = revision.commit
+    if revision.dirty is not None:
+        tags[Tags.CODE_DIRTY] = str(revision.dirty).lower()
+    return tags
+
+
 def _fingerprint(prepared: PreparedData, hyperparameters: dict[str, Any]) -> str:
     import xgboost as xgb
 
     from mlops import __version__
+    from mlops.code_version import code_revision
 
     payload = json.dumps(
         {
             "data": prepared.digest,
             "hp": hyperparameters,
             "mlops": __version__,
+            "code": code_revision().digest,  # a change to the code that runs trains anew
             "xgboost": xgb.__version__,
         },
         sort_keys=True,
@@ -197,6 +212,8 @@ def train(
     for key, value in {
         Tags.TRAINING_JOB: job_name,
         Tags.BACKEND: settings.backend,
+        **({Tags.TRAINING_JOB_ARN: result.job_arn} if result.job_arn else {}),
+        **code_tags(),
     }.items():
         client.set_tag(run_id, key, value)
 

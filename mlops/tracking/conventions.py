@@ -34,6 +34,12 @@ class Tags:
     DATA_DIGEST = "mlops.data_digest"
     PREPARED_URI = "mlops.prepared_uri"
     TRAINING_JOB = "mlops.training_job"
+    TRAINING_JOB_ARN = "mlops.training_job_arn"  # SageMaker backend
+    # the code that trained a model (mlops.code_version): the digest of the package's
+    # sources is in the fingerprint; the commit is MLflow's own tag, shown in the UI
+    CODE_DIGEST = "mlops.code.digest"
+    CODE_DIRTY = "mlops.code.uncommitted_changes"
+    GIT_COMMIT = "mlflow.source.git.commit"
     BACKEND = "mlops.backend"
     GATE = "mlops.gate"
     GATE_REASON = "mlops.gate_reason"

@@ -247,3 +247,17 @@ def test_a_version_points_to_its_latest_monitoring_run_which_links_back(taxi) ->
     note = run.data.tags[Tags.NOTE]
     assert f"(#/models/taxi/versions/{mv.version})" in note
     assert _run_link(client, mv.run_id) in note and "no drift in 40 rows" in note
+
+
+def test_run_and_version_name_the_code_that_trained_them(taxi) -> None:
+    from mlops.code_version import code_revision
+
+    revision = code_revision()
+    run_tags, version_tags = taxi["run"].data.tags, taxi["version"].tags
+    for tags in (run_tags, version_tags):
+        assert tags[Tags.CODE_DIGEST] == revision.digest
+        if revision.commit is not None:  # a git checkout: the commit and whether it was edited
+            assert tags[Tags.GIT_COMMIT] == revision.commit
+            assert tags[Tags.CODE_DIRTY] == str(revision.dirty).lower()
+        else:
+            assert Tags.GIT_COMMIT not in tags
