@@ -143,6 +143,9 @@ def test_batch_runs_publish_counts_or_why_they_were_refused(
     assert "outcome: refused (drift); nothing was written" in summary
     assert "trip_distance" in summary and "event: emitted mlops.drift.detected" in summary
     assert any(link.startswith(f"{LOCAL_UI}#/experiments/") for link in _links(by_key))
+    # no result is persisted (Prefect would pickle the exception of a failed run)
+    results = [a for found in by_key.values() for a in found if a.type == "result"]
+    assert results == [], [a.data for a in results]
 
 
 def test_monitoring_run_publishes_the_drift_decision_and_its_report(
