@@ -85,9 +85,9 @@ def main() -> None:
 
     import mlflow.xgboost
 
+    from mlops.pipelines import run_training_pipeline
     from mlops.settings import Settings
     from mlops.stages.monitor import monitor
-    from mlops.stages.pipeline import run_training_pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / ".mlops"

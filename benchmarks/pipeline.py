@@ -4,7 +4,7 @@ Runs, on the taxi problem at 100k rows, in one process and interleaved:
 
   anchor  the same stage computations called directly: prepare, the training job on the local
           backend, test metrics and gate, baseline statistics — no Prefect, no MLflow;
-  mlflow  ``mlops.stages.run_training_pipeline`` (MLflow tracking, no Prefect);
+  mlflow  ``mlops.pipelines.run_training_pipeline`` (MLflow tracking, no Prefect);
   flow    the ``training-pipeline`` Prefect flow against a real Prefect server (MLflow too).
 
 Every repetition uses a fresh seed (fresh data, so nothing is reused from a cache), the same
@@ -90,7 +90,7 @@ def anchor(settings, rows: int, seed: int) -> float:  # noqa: ANN001
 
 
 def tracked(settings, rows: int, seed: int) -> float:  # noqa: ANN001
-    from mlops.stages import run_training_pipeline
+    from mlops.pipelines import run_training_pipeline
 
     started = time.perf_counter()
     run_training_pipeline(settings.model_copy(update={"seed": seed}), model_name="bench-mlflow",

@@ -208,8 +208,8 @@ def main() -> int:
     os.chdir(root)  # MLflow writes some model artifacts relative to the working directory
     sys.path.insert(0, str(REPO))
     from mlops.endpoints.manager import delete_endpoint, stop_endpoint
+    from mlops.pipelines import run_training_pipeline
     from mlops.settings import Settings
-    from mlops.stages.pipeline import run_training_pipeline
 
     settings = Settings(work_dir=root / ".mlops")
     started = time.perf_counter()

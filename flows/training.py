@@ -1,23 +1,25 @@
-"""The ``training-pipeline`` flow: prepare → train → evaluate (gate) → baseline → register.
+"""The ``training-pipeline`` flow, built from the declaration :data:`mlops.pipelines.TRAINING`.
 
-Each task calls one ``mlops.stages`` function and passes small results (names, URIs).
+prepare → train → evaluate (gate) → baseline → register: one Prefect task per declared step,
+with the step's retry class; the flow adds what only Prefect has (the run's name, its
+artifacts, the failure notification).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from pydantic import BaseModel
 
 from flows.artifacts import ModelLink, RunRef, artifact_key, publish
 from flows.hooks import forward_mlops_logs, notify_failure
 from flows.run_names import training_run_name
 from flows.summaries import failure_summary, training_summary
-from mlops import stages
-from mlops.data import BUILTIN_DATASETS
 from mlops.errors import (
     ConfigError,
     DataError,
@@ -25,17 +27,9 @@ from mlops.errors import (
     GateFailedError,
     MlopsError,
 )
-from mlops.evaluation.thresholds import resolve_thresholds, validate_gate
-from mlops.hyperparams import validate_hyperparameters
+from mlops.pipelines import TRAINING, Step, StepContext, run_training_pipeline
 from mlops.settings import Settings, load_settings
-from mlops.stages.results import (
-    BaselineResult,
-    EvaluationResult,
-    PipelineResult,
-    PreparedData,
-    RegisteredModel,
-    TrainedModel,
-)
+from mlops.stages.results import PipelineResult
 from mlops.tracking import Tags, training_experiment
 
 __all__ = ["training_pipeline"]
@@ -68,76 +62,30 @@ _RETRIES: dict[str, Any] = {
 }
 
 
-@task(name="prepare", **_RETRIES, **_TASK_OPTIONS)
-def prepare_task(
-    settings: Settings,
-    run_id: str,
-    dataset: str | None,
-    data: str | None,
-    target: str | None,
-    task_type: str | None,
-    rows: int | None,
-) -> PreparedData:
-    """Read, validate and split the data (a failed S3 read is retried; bad data is not)."""
-    prepared = stages.prepare(
-        settings, dataset=dataset, data=data, target=target, task=task_type, rows=rows
-    )
-    stages.record_prepared(settings, run_id, prepared)
-    return prepared
+def _step_task(step: Step) -> Any:
+    """A Prefect task that runs ``step`` of the declaration, with its retry class."""
+    options = {**_TASK_OPTIONS, **(_RETRIES if step.retry == "transient" else {})}
+
+    def run_step(context: StepContext, inputs: dict[str, BaseModel]) -> BaseModel:
+        logger = get_run_logger()
+
+        def on_log(line: str) -> None:  # the job's output, every 10th round
+            match = _ROUND.match(line)
+            if match is None or int(match.group(1)) % 10 == 0:
+                logger.info("%s", line)
+
+        return step.stage(replace(context, on_log=on_log), **inputs)
+
+    run_step.__doc__ = step.doc
+    return task(name=step.name, description=step.doc, **options)(run_step)
 
 
-@task(name="train", **_TASK_OPTIONS)
-def train_task(
-    settings: Settings,
-    prepared: PreparedData,
-    model_name: str,
-    run_id: str,
-    hyperparameters: dict[str, Any] | None,
-) -> TrainedModel:
-    """Run the training job; its output goes to the task's logs every 10 rounds."""
-    logger = get_run_logger()
-
-    def on_log(line: str) -> None:
-        match = _ROUND.match(line)
-        if match is None or int(match.group(1)) % 10 == 0:
-            logger.info("%s", line)
-
-    return stages.train(
-        settings,
-        prepared,
-        model_name=model_name,
-        run_id=run_id,
-        hyperparameters=hyperparameters,
-        on_log=on_log,
-    )
+#: One task per step of the training pipeline's declaration (mlops.pipelines.TRAINING).
+STEP_TASKS: dict[str, Any] = {step.name: _step_task(step) for step in TRAINING.steps}
 
 
-@task(name="evaluate", **_TASK_OPTIONS)
-def evaluate_task(
-    settings: Settings, prepared: PreparedData, trained: TrainedModel
-) -> EvaluationResult:
-    """Test metrics and the quality gate (a failed gate fails the flow)."""
-    return stages.evaluate(settings, prepared, trained)
-
-
-@task(name="baseline", **_RETRIES, **_TASK_OPTIONS)
-def baseline_task(
-    settings: Settings, prepared: PreparedData, trained: TrainedModel
-) -> BaselineResult:
-    """Statistics, constraints and reference sample for monitoring."""
-    return stages.baseline(settings, prepared, trained)
-
-
-@task(name="register", **_RETRIES, **_TASK_OPTIONS)
-def register_task(
-    settings: Settings,
-    prepared: PreparedData,
-    trained: TrainedModel,
-    evaluation: EvaluationResult,
-    baseline: BaselineResult,
-) -> RegisteredModel:
-    """Register the version with alias challenger (idempotent, so retries are safe)."""
-    return stages.register(settings, prepared, trained, evaluation, baseline)
+def _as_task(step: Step, context: StepContext, inputs: dict[str, BaseModel]) -> BaseModel:
+    return STEP_TASKS[step.name](context, inputs)
 
 
 @flow(
@@ -170,23 +118,31 @@ def training_pipeline(
         settings: effective settings; loaded from mlops.toml and MLOPS_* when left out.
     """
     settings = settings or load_settings()
-    if dataset is None and data is None:
-        dataset = model_name if model_name in BUILTIN_DATASETS else None
-    validate_gate(settings.gate)  # a wrong threshold or parameter fails before any work
-    validate_hyperparameters(settings.training, hyperparameters)
     logger = get_run_logger()
     tags = {Tags.PREFECT_FLOW_RUN_ID: str(flow_run.id)}
     key = artifact_key(model_name, "training")
     run_id = None
+
+    def opened(new_run_id: str) -> None:
+        nonlocal run_id
+        run_id = new_run_id
+        logger.info("MLflow run %s in experiment %r", run_id, training_experiment(model_name))
+
     try:
-        with forward_mlops_logs(), stages.training_run(settings, model_name, tags=tags) as run_id:
-            logger.info("MLflow run %s in experiment %r", run_id, training_experiment(model_name))
-            prepared = prepare_task(settings, run_id, dataset, data, target, task, rows)
-            resolve_thresholds(settings.gate, prepared.task, model_name)  # before training
-            trained = train_task(settings, prepared, model_name, run_id, hyperparameters)
-            evaluation = evaluate_task(settings, prepared, trained)
-            baseline = baseline_task(settings, prepared, trained)
-            registered = register_task(settings, prepared, trained, evaluation, baseline)
+        with forward_mlops_logs():
+            result = run_training_pipeline(
+                settings,
+                model_name=model_name,
+                tags=tags,
+                call=_as_task,
+                on_run=opened,
+                dataset=dataset,
+                data=data,
+                target=target,
+                task=task,
+                rows=rows,
+                hyperparameters=hyperparameters,
+            )
     except MlopsError as exc:
         reasons = exc.reasons if isinstance(exc, GateFailedError) else []
         publish(
@@ -196,20 +152,12 @@ def training_pipeline(
             runs=[RunRef("training run", run_id, ("plots",))],
         )
         raise
+    registered = result.registered
     logger.info(
         "registered %s version %s (%s)",
         registered.name,
         registered.version,
         "new" if registered.created else "already registered for identical inputs",
-    )
-    result = PipelineResult(
-        run_id=run_id,
-        experiment=training_experiment(model_name),
-        prepared=prepared,
-        trained=trained,
-        evaluation=evaluation,
-        baseline=baseline,
-        registered=registered,
     )
     publish(
         settings,

@@ -1,110 +1,113 @@
-"""MLflow Project entry points (see ``MLproject``): one per stage, plus ``main``.
+"""MLflow Project entry points (see ``MLproject``), built from the pipelines' declarations.
 
-``mlflow run . -e main -P dataset=taxi`` runs the whole pipeline in the run MLflow created;
-``-e prepare``, ``-e train``, ``-e evaluate``, ``-e baseline``, ``-e register`` run one stage.
-A stage after ``train`` works on a training run given by ``-P run_id=...`` (default: the
-current run), reading what earlier stages logged under ``mlops/<stage>.json``.
+``python -m mlops.projects PIPELINE main ...`` runs the whole pipeline;
+``python -m mlops.projects PIPELINE STEP ...`` runs one declared step. The first step opens
+the pipeline's run (under ``mlflow run``: the run MLflow created) and prints its id; a later
+step takes ``--run-id`` (default: the current run) and reads the results earlier steps
+logged there (``mlops/<step>.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
+from typing import Any
 
-from mlops.errors import MlopsError
+from mlops.errors import ConfigError, MlopsError
 
 __all__ = ["main"]
 
 
-def _blank_to_none(value: str | None) -> str | None:
-    return value if value not in (None, "", "None") else None
+def _value(param: Any, text: str) -> Any:
+    """An MLproject parameter's text as the declared type; blank (or 0 for a number) is unset."""
+    if text in ("", "None"):
+        return None
+    if param.type == "json":
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ConfigError(
+                f"parameter {param.name}={text!r} is not JSON; pass e.g. "
+                f"-P {param.name}='{{\"max_depth\": 8}}'"
+            ) from None
+    if param.type in ("int", "float"):
+        try:
+            number = float(text)
+        except ValueError:
+            raise ConfigError(f"parameter {param.name}={text!r} is not a number") from None
+        if number == 0:
+            return None
+        return int(number) if param.type == "int" else number
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
+    from mlops.pipelines import PIPELINES
+
     parser = argparse.ArgumentParser(prog="python -m mlops.projects")
-    sub = parser.add_subparsers(dest="entry", required=True)
-
-    def data_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--dataset", default="")
-        p.add_argument("--data", default="")
-        p.add_argument("--target", default="")
-        p.add_argument("--task", default="")
-        p.add_argument("--rows", type=int, default=0)
-
-    for name in ("main", "prepare", "train"):
-        p = sub.add_parser(name)
-        data_args(p)
-        p.add_argument("--model-name", default="taxi")
-        p.add_argument("--prepared-run", default="", help="run whose prepare result to use")
-    for name in ("evaluate", "baseline", "register"):
-        p = sub.add_parser(name)
-        p.add_argument("--run-id", default="", help="training run; default: the current run")
+    pipelines = parser.add_subparsers(dest="pipeline", required=True)
+    for pipeline in PIPELINES.values():
+        entries = pipelines.add_parser(pipeline.name).add_subparsers(dest="entry", required=True)
+        for name in ("main", *(step.name for step in pipeline.steps)):
+            sub = entries.add_parser(name)
+            for param in pipeline.params:
+                sub.add_argument(f"--{param.name.replace('_', '-')}", default="")
+            sub.add_argument("--model-name", default="")
+            sub.add_argument("--run-id", default="", help="the run of the earlier steps")
     return parser
 
 
 def _run(args: argparse.Namespace) -> str:
-    import os
-
-    from mlops import stages
+    from mlops.pipelines import get_pipeline, run_step
     from mlops.settings import load_settings
-    from mlops.stages._artifacts import load_result
-    from mlops.stages.results import (
-        BaselineResult,
-        EvaluationResult,
-        PreparedData,
-        TrainedModel,
-    )
-    from mlops.tracking import connect
+    from mlops.tracking import Tags, connect
 
+    pipeline = get_pipeline(args.pipeline)
+    params = {
+        p.name: value
+        for p in pipeline.params
+        if (value := _value(p, getattr(args, p.name))) is not None
+    }
     settings = load_settings()
-    client = connect(settings)
-    data_kwargs = {}
-    if args.entry in ("main", "prepare", "train"):
-        data_kwargs = dict(
-            dataset=_blank_to_none(args.dataset),
-            data=_blank_to_none(args.data),
-            target=_blank_to_none(args.target),
-            task=_blank_to_none(args.task),
-            rows=args.rows or None,
-        )
-        if data_kwargs["dataset"] is None and data_kwargs["data"] is None and not args.prepared_run:
-            data_kwargs["dataset"] = "taxi"
-
     if args.entry == "main":
-        result = stages.run_training_pipeline(settings, model_name=args.model_name, **data_kwargs)
+        from mlops.pipelines import run_training_pipeline
+
+        result = run_training_pipeline(settings, model_name=args.model_name or "taxi", **params)
         return (
             f"registered {result.registered.name} v{result.registered.version} "
             f"(created={result.registered.created}) metrics={result.evaluation.metrics}"
         )
+    step = pipeline.step(args.entry)
+    run_id = args.run_id or os.environ.get("MLFLOW_RUN_ID") or None
+    if step.inputs:
+        if run_id is None:
+            raise ConfigError(f"-e {step.name} needs -P run_id=<the training run's id>")
+        model_name = connect(settings).get_run(run_id).data.tags.get(Tags.MODEL_NAME)
+        if not model_name and not args.model_name:
+            raise MlopsError(
+                f"run {run_id} has no prepare result (no {Tags.MODEL_NAME} tag); run the "
+                f"first step on it first (-e {pipeline.steps[0].name})"
+            )
+        model_name = model_name or args.model_name
+    else:  # the first step opens the pipeline's run (under `mlflow run`, MLflow's run)
+        model_name, run_id = args.model_name or "taxi", None
+    run_id, result = run_step(
+        pipeline, step.name, settings, model_name=model_name, run_id=run_id, params=params
+    )
+    return f"{step.name}: done in run {run_id}: {_describe(result)}"
 
-    if args.entry in ("prepare", "train"):
-        run_id = stages.open_training_run(settings, args.model_name)
-        if args.prepared_run:
-            prepared = load_result(client, args.prepared_run, "prepare", PreparedData)
-        else:
-            prepared = stages.prepare(settings, **data_kwargs)
-        stages.record_prepared(settings, run_id, prepared)
-        if args.entry == "prepare":
-            return f"prepared {prepared.rows} at {prepared.uri} (run {run_id})"
-        trained = stages.train(settings, prepared, model_name=args.model_name, run_id=run_id)
-        return f"trained {trained.model_uri} in run {run_id}"
 
-    run_id = args.run_id or os.environ.get("MLFLOW_RUN_ID", "")
-    if not run_id:
-        raise MlopsError(f"-e {args.entry} needs -P run_id=<training run id>")
-    prepared = load_result(client, run_id, "prepare", PreparedData)
-    trained = load_result(client, run_id, "train", TrainedModel)
-    if args.entry == "evaluate":
-        evaluation = stages.evaluate(settings, prepared, trained)
-        return f"gate passed: {evaluation.metrics}"
-    if args.entry == "baseline":
-        base = stages.baseline(settings, prepared, trained)
-        return f"baseline at {base.uri}"
-    evaluation = load_result(client, run_id, "evaluate", EvaluationResult)
-    base = load_result(client, run_id, "baseline", BaselineResult)
-    registered = stages.register(settings, prepared, trained, evaluation, base)
-    return f"registered {registered.name} v{registered.version} (created={registered.created})"
+def _describe(result: Any) -> str:
+    name, version = getattr(result, "name", None), getattr(result, "version", None)
+    if name is not None and version is not None:
+        return f"registered {name} v{version} (created={getattr(result, 'created', None)})"
+    for attr in ("metrics", "model_uri", "uri", "rows"):
+        if getattr(result, attr, None) is not None:
+            return f"{attr}={getattr(result, attr)}"
+    return type(result).__name__
 
 
 def main(argv: list[str] | None = None) -> int:

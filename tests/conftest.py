@@ -138,7 +138,7 @@ def trained_taxi(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, st
     Returns the settings of its store and the registered version (alias ``challenger``).
     Tests must not move its aliases; register their own models for that.
     """
-    from mlops.stages.pipeline import run_training_pipeline
+    from mlops.pipelines import run_training_pipeline
 
     settings = make_settings(tmp_path_factory.mktemp("taxi-store"))
     assert str(tmp_path_factory.getbasetemp()) in settings.effective_tracking_uri

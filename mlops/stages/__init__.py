@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from mlops.stages._artifacts import load_result, save_result
 from mlops.stages.baseline import baseline
 from mlops.stages.evaluate import evaluate
 from mlops.stages.pipeline import (
     close_training_run,
     open_training_run,
     record_prepared,
-    run_training_pipeline,
     training_run,
 )
 from mlops.stages.prepare import prepare
@@ -33,11 +33,12 @@ __all__ = [
     "baseline",
     "close_training_run",
     "evaluate",
+    "load_result",
     "open_training_run",
     "prepare",
     "record_prepared",
     "register",
-    "run_training_pipeline",
+    "save_result",
     "train",
     "training_run",
 ]

@@ -1,19 +1,17 @@
-"""The training pipeline as one plain function, and the run bookkeeping shared with the flow."""
+"""The bookkeeping of a training run: open, tag with what was prepared, close.
+
+The pipeline itself is declared in :mod:`mlops.pipelines.training`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from mlops.backends.base import LogSink
 from mlops.stages._artifacts import save_result
-from mlops.stages.baseline import baseline
-from mlops.stages.evaluate import evaluate
-from mlops.stages.prepare import prepare
-from mlops.stages.register import register
-from mlops.stages.results import PipelineResult, PreparedData
-from mlops.stages.train import train, validate_model_name
+from mlops.stages.results import PreparedData
+from mlops.stages.train import validate_model_name
 from mlops.tracking import Tags, connect, finish_run, start_run, training_experiment
 
 if TYPE_CHECKING:
@@ -23,7 +21,6 @@ __all__ = [
     "close_training_run",
     "open_training_run",
     "record_prepared",
-    "run_training_pipeline",
     "training_run",
 ]
 
@@ -78,48 +75,3 @@ def training_run(
         close_training_run(settings, run_id, failed=True)
         raise
     close_training_run(settings, run_id, failed=False)
-
-
-def run_training_pipeline(
-    settings: Settings,
-    *,
-    model_name: str,
-    dataset: str | None = None,
-    data: str | None = None,
-    target: str | None = None,
-    task: str | None = None,
-    rows: int | None = None,
-    hyperparameters: dict[str, Any] | None = None,
-    tags: dict[str, str] | None = None,
-    on_log: LogSink | None = None,
-) -> PipelineResult:
-    """prepare → train → evaluate (gate) → baseline → register, without an orchestrator.
-
-    The ``training-pipeline`` Prefect flow runs the same stages as tasks; this function is
-    what the MLproject ``main`` entry point and the benchmark's anchor call.
-    """
-    with training_run(settings, model_name, tags=tags) as run_id:
-        prepared = prepare(
-            settings, dataset=dataset, data=data, target=target, task=task, rows=rows
-        )
-        record_prepared(settings, run_id, prepared)
-        trained = train(
-            settings,
-            prepared,
-            model_name=model_name,
-            run_id=run_id,
-            hyperparameters=hyperparameters,
-            on_log=on_log,
-        )
-        evaluation = evaluate(settings, prepared, trained)
-        base = baseline(settings, prepared, trained)
-        registered = register(settings, prepared, trained, evaluation, base)
-    return PipelineResult(
-        run_id=run_id,
-        experiment=training_experiment(model_name),
-        prepared=prepared,
-        trained=trained,
-        evaluation=evaluation,
-        baseline=base,
-        registered=registered,
-    )

@@ -74,10 +74,11 @@ def test_main_entry_point_registers_a_loadable_model(
 def test_stage_entry_points_chain_on_one_training_run(
     tmp_path: Path, project_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    train_out = _mlflow_run("train", {"dataset": "iris", "model_name": "iris"}, tmp_path,
-                            project_env)
-    run_id = _run_id(train_out)
-    for entry in ("evaluate", "baseline", "register"):
+    prepare_out = _mlflow_run("prepare", {"dataset": "iris", "model_name": "iris"}, tmp_path,
+                              project_env)
+    run_id = _run_id(prepare_out)
+    assert f"prepare: done in run {run_id}" in prepare_out
+    for entry in ("train", "evaluate", "baseline", "register"):
         out = _mlflow_run(entry, {"run_id": run_id}, tmp_path, project_env)
     assert "registered iris v1 (created=True)" in out
 
@@ -90,6 +91,17 @@ def test_stage_entry_points_chain_on_one_training_run(
     names = {a.path for a in client.list_artifacts(run_id, "baseline")}
     assert {"baseline/statistics.json", "baseline/constraints.json",
             "baseline/reference.parquet"} <= names
+    assert client.get_run(run_id).info.status == "FINISHED"  # the last step closed it
+
+
+def test_mlproject_is_written_from_the_declaration() -> None:
+    from mlops.pipelines import TRAINING
+    from mlops.pipelines.mlproject import render_mlproject
+
+    text = (REPO / "MLproject").read_text()
+    assert text == render_mlproject(TRAINING), "regenerate: python -m mlops.pipelines.mlproject"
+    for step in TRAINING.steps:  # every declared step is an entry point
+        assert f"\n  {step.name}:\n" in text
 
 
 def test_stage_entry_point_without_a_trained_run_fails_clearly(

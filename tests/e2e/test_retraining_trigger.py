@@ -28,7 +28,7 @@ import yaml
 from flows.events import emit_model_event
 from flows.monitoring import monitoring
 from mlops.stages.deploy import endpoint_name
-from mlops.stages.pipeline import run_training_pipeline
+from mlops.pipelines import run_training_pipeline
 from mlops.tracking import Events, Tags, connect, model_resource_id
 from tests.capture_helpers import predict, taxi_rows, write_capture
 from tests.conftest import REPO, make_settings

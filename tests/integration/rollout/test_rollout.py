@@ -43,7 +43,7 @@ from mlops.stages.deploy import (
     evaluate_on_endpoint,
     reference_rows,
 )
-from mlops.stages.pipeline import run_training_pipeline
+from mlops.pipelines import run_training_pipeline
 from mlops.tracking import (
     ALIAS_CHAMPION,
     Events,

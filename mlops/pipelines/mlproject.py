@@ -1,0 +1,73 @@
+"""The ``MLproject`` file, written from a pipeline's declaration.
+
+``main`` runs the whole pipeline in the run ``mlflow run`` created; each step is an entry
+point of its own. The first step takes the data parameters; every later one takes
+``run_id``, the training run whose earlier results it reads. The file stays one a person
+can read, and ``tests`` check it is what :func:`render_mlproject` writes::
+
+    python -m mlops.pipelines.mlproject > MLproject
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from mlops.pipelines.spec import Param, Pipeline
+
+__all__ = ["render_mlproject"]
+
+# MLproject parameter types: string, float, path, uri (an int is a float; JSON is text)
+_TYPES = {"str": "string", "int": "float", "float": "float", "json": "string"}
+_HEADER = """\
+name: mlops
+
+# Generated from the pipeline's declaration (mlops/pipelines/{module}.py) by
+#   python -m mlops.pipelines.mlproject > MLproject
+# The same stage functions as the Prefect flows. Run them in this project's environment:
+#   MLFLOW_TRACKING_URI=sqlite:///.mlops/mlflow.db \\
+#     mlflow run . -e main --env-manager local --experiment-name taxi -P dataset=taxi
+# A step on its own: -e prepare (prints the run id), then -e train -P run_id=<that id>, ...
+python_env: python_env.yaml
+
+entry_points:
+"""
+
+
+def _default(param: Param) -> str:
+    if param.type in ("int", "float"):
+        return str(param.default or 0)
+    return '""' if param.default is None else f'"{param.default}"'
+
+
+def _entry(name: str, params: list[Param], command: str) -> list[str]:
+    lines = [f"  {name}:", "    parameters:"]
+    lines += [f"      {p.name}: {{type: {_TYPES[p.type]}, default: {_default(p)}}}" for p in params]
+    wrapped = textwrap.wrap(command, width=88, break_on_hyphens=False, break_long_words=False)
+    lines += ["    command: >-", *(f"      {part}" for part in wrapped), ""]
+    return lines
+
+
+def _command(pipeline: Pipeline, entry: str, params: list[Param]) -> str:
+    args = " ".join(f"--{p.name.replace('_', '-')} {{{p.name}}}" for p in params)
+    return f"python -m mlops.projects {pipeline.name} {entry} {args}".rstrip()
+
+
+def render_mlproject(pipeline: Pipeline) -> str:
+    """The MLproject text for ``pipeline``: ``main`` plus one entry point per step."""
+    model = Param("model_name", "str", "taxi", "registered model name")
+    run_id = Param("run_id", "str", None, "the training run of the earlier steps")
+    lines = [_HEADER.format(module=pipeline.name).rstrip("\n")]
+    main = [*pipeline.params, model]
+    lines += _entry("main", main, _command(pipeline, "main", main))
+    by_name = {p.name: p for p in pipeline.params}
+    for step in pipeline.steps:
+        own = [by_name[name] for name in step.params]
+        params = [*own, model] if not step.inputs else [run_id, *own]
+        lines += _entry(step.name, params, _command(pipeline, step.name, params))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from mlops.pipelines import TRAINING
+
+    print(render_mlproject(TRAINING), end="")
