@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from mlops.endpoints.manager import delete_endpoint, list_endpoints
-from mlops.registry import get_alias_version
 from mlops.pipelines import run_training_pipeline
+from mlops.registry import get_alias_version
 from mlops.tracking import ALIAS_CHALLENGER, ALIAS_CHAMPION, Tags, connect
 from tests.conftest import make_settings
 from tests.e2e.test_cli import MLOPS, PROJECT_FILE, _env, run_cli

@@ -27,8 +27,8 @@ import yaml
 
 from flows.events import emit_model_event
 from flows.monitoring import monitoring
-from mlops.stages.deploy import endpoint_name
 from mlops.pipelines import run_training_pipeline
+from mlops.stages.deploy import endpoint_name
 from mlops.tracking import Events, Tags, connect, model_resource_id
 from tests.capture_helpers import predict, taxi_rows, write_capture
 from tests.conftest import REPO, make_settings

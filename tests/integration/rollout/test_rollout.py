@@ -33,6 +33,7 @@ from mlops.endpoints.manager import delete_endpoint, describe_endpoint, list_end
 from mlops.endpoints.model_policy import allow_code
 from mlops.endpoints.rollout_lock import lock_holder, read_note
 from mlops.errors import ApprovalError, ConfigError, RolloutError
+from mlops.pipelines import run_training_pipeline
 from mlops.registry import approve, get_alias_version
 from mlops.rollout import BlueGreenPolicy, RolloutResult
 from mlops.settings import Settings
@@ -43,7 +44,6 @@ from mlops.stages.deploy import (
     evaluate_on_endpoint,
     reference_rows,
 )
-from mlops.pipelines import run_training_pipeline
 from mlops.tracking import (
     ALIAS_CHAMPION,
     Events,
