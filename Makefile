@@ -88,7 +88,7 @@ worker: $(STAMP)
 
 # Regenerate the pinned set after changing dependencies in pyproject.toml.
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra monitoring --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra monitoring --extra kfp --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .mlops .pytest_cache
