@@ -15,12 +15,12 @@ from prefect.runtime import flow_run
 
 from flows.artifacts import RunRef, artifact_key, publish
 from flows.events import emit_model_event
-from flows.hooks import forward_mlops_logs, notify_failure
+from flows.hooks import flow_settings, forward_mlops_logs, notify_failure
 from flows.run_names import batch_run_name
 from flows.summaries import batch_failure_summary, batch_summary
 from mlops.errors import BatchCheckError
 from mlops.serving.model import parse_model_ref
-from mlops.settings import Settings, load_settings
+from mlops.settings import Settings
 from mlops.stages.batch import BatchResult, run_batch
 from mlops.tracking import ALIAS_CHAMPION, Events, Tags
 
@@ -98,7 +98,7 @@ def batch_inference(
         BatchCheckError: drift or outliers beyond the thresholds (the flow fails; on drift
             ``mlops.drift.detected`` is emitted first). Nothing was written.
     """
-    settings = settings or load_settings()
+    settings = flow_settings(settings)
     logger = get_run_logger()
     reference = model_reference(model_name, alias)
     tags = {Tags.PREFECT_FLOW_RUN_ID: str(flow_run.id)}

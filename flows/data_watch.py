@@ -9,10 +9,10 @@ from prefect import flow, get_run_logger
 
 from flows.artifacts import ModelLink, artifact_key, publish
 from flows.events import emit_model_event
-from flows.hooks import forward_mlops_logs, notify_failure
+from flows.hooks import flow_settings, forward_mlops_logs, notify_failure
 from flows.run_names import data_watch_run_name
 from flows.summaries import data_watch_summary
-from mlops.settings import Settings, load_settings
+from mlops.settings import Settings
 from mlops.stages import retrain
 from mlops.stages.retrain import DataWatchResult
 from mlops.tracking import Events
@@ -36,7 +36,7 @@ def data_watch(model_name: str = "taxi", settings: Settings | None = None) -> Da
         model_name: registered model whose training source (``settings.retraining``) to watch.
         settings: effective settings; loaded from mlops.toml and MLOPS_* when left out.
     """
-    settings = settings or load_settings()
+    settings = flow_settings(settings)
     logger = get_run_logger()
     with forward_mlops_logs():
         result = retrain.check_data_source(settings, model_name)

@@ -18,14 +18,14 @@ from pydantic import Field
 
 from flows.artifacts import ModelLink, RunRef, artifact_key, publish
 from flows.events import emit_model_event
-from flows.hooks import forward_mlops_logs, notify_failure
+from flows.hooks import flow_settings, forward_mlops_logs, notify_failure
 from flows.notify import send_notification
 from flows.run_names import deployment_run_name
 from flows.summaries import DeploymentReport
 from mlops import registry
 from mlops.errors import MlopsError, ModelNotFoundError, RolloutError
 from mlops.rollout import BlueGreenPolicy, RolloutResult
-from mlops.settings import Settings, load_settings
+from mlops.settings import Settings
 from mlops.stages import deploy
 from mlops.stages.deploy import EndpointEvaluation
 from mlops.tracking import ALIAS_CHALLENGER, Events, Tags, connect, deployments_experiment
@@ -157,7 +157,7 @@ def deployment_pipeline(
     Returns:
         The prod rollout record, or ``None`` when the version was rejected.
     """
-    settings = settings or load_settings()
+    settings = flow_settings(settings)
     client = connect(settings)
     if version is None:
         challenger = registry.get_alias_version(client, model_name, ALIAS_CHALLENGER)

@@ -10,8 +10,19 @@ from typing import Any
 from prefect.logging.handlers import APILogHandler
 
 from flows.notify import send_notification
+from mlops.runtime_secrets import restore_secrets
+from mlops.settings import Settings, load_settings
 
-__all__ = ["forward_mlops_logs", "notify_failure"]
+__all__ = ["flow_settings", "forward_mlops_logs", "notify_failure"]
+
+
+def flow_settings(given: Settings | None) -> Settings:
+    """The settings a flow runs with: this runtime's own when none were passed; passed ones
+    with every secret that arrived masked (a retried run's stored parameters, a worker)
+    taken from this runtime's environment (:func:`mlops.runtime_secrets.restore_secrets`)."""
+    if given is None:
+        return load_settings()
+    return restore_secrets(given)
 
 
 @contextmanager

@@ -13,11 +13,11 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import RunRef, artifact_key, publish
 from flows.events import emit_model_event
-from flows.hooks import forward_mlops_logs, notify_failure
+from flows.hooks import flow_settings, forward_mlops_logs, notify_failure
 from flows.notify import send_notification
 from flows.run_names import monitoring_run_name
 from flows.summaries import monitoring_summary
-from mlops.settings import Settings, load_settings
+from mlops.settings import Settings
 from mlops.stages.monitor import MonitorResult, monitor
 from mlops.tracking import Events
 
@@ -74,7 +74,7 @@ def monitoring(
         capture: capture destination when it is not the endpoint's own.
         settings: effective settings (default: loaded from the environment).
     """
-    settings = settings or load_settings()
+    settings = flow_settings(settings)
     logger = get_run_logger()
     with forward_mlops_logs():
         result = monitor_task(settings, model_name, endpoint, since, start, end, capture)

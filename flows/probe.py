@@ -5,11 +5,11 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.artifacts import RunRef, artifact_key, publish
-from flows.hooks import forward_mlops_logs, notify_failure
+from flows.hooks import flow_settings, forward_mlops_logs, notify_failure
 from flows.notify import get_flow_notifier
 from flows.run_names import probe_run_name
 from flows.summaries import probe_summary
-from mlops.settings import Settings, load_settings
+from mlops.settings import Settings
 from mlops.stages.probe import ProbeResult, probe_endpoint
 
 __all__ = ["synthetic_canary"]
@@ -34,7 +34,7 @@ def synthetic_canary(
     Below ``threshold`` the configured notifier is told (the run still completes: the
     probe worked, the endpoint did not).
     """
-    settings = settings or load_settings()
+    settings = flow_settings(settings)
     with forward_mlops_logs():
         result = probe_endpoint(
             settings,

@@ -15,11 +15,11 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import ModelLink, RunRef, artifact_key, publish
 from flows.deployment import deployment_pipeline
-from flows.hooks import forward_mlops_logs, notify_failure
+from flows.hooks import flow_settings, forward_mlops_logs, notify_failure
 from flows.run_names import retraining_run_name
 from flows.summaries import retraining_summary
 from flows.training import training_pipeline
-from mlops.settings import Settings, load_settings
+from mlops.settings import Settings
 from mlops.stages import retrain
 from mlops.stages.retrain import RetrainingResult, TrainingSource
 
@@ -81,7 +81,7 @@ def retraining(
         deploy: run the deployment pipeline after training (prefect.yaml sets it).
         settings: effective settings; loaded from mlops.toml and MLOPS_* when left out.
     """
-    settings = settings or load_settings()
+    settings = flow_settings(settings)
     model_name = retrain.model_name_of(model_name)
     logger = get_run_logger()
     details = ", ".join(f"{k}={v}" for k, v in (payload or {}).items())

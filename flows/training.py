@@ -17,7 +17,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from flows.artifacts import ModelLink, RunRef, artifact_key, publish
-from flows.hooks import forward_mlops_logs, notify_failure
+from flows.hooks import flow_settings, forward_mlops_logs, notify_failure
 from flows.run_names import training_run_name
 from flows.summaries import failure_summary, training_summary
 from mlops.errors import (
@@ -28,7 +28,7 @@ from mlops.errors import (
     MlopsError,
 )
 from mlops.pipelines import TRAINING, Step, StepContext, run_training_pipeline
-from mlops.settings import Settings, load_settings
+from mlops.settings import Settings
 from mlops.stages.results import PipelineResult
 from mlops.tracking import Tags, training_experiment
 
@@ -117,7 +117,7 @@ def training_pipeline(
         hyperparameters: XGBoost overrides, e.g. ``{"max_depth": 8}``.
         settings: effective settings; loaded from mlops.toml and MLOPS_* when left out.
     """
-    settings = settings or load_settings()
+    settings = flow_settings(settings)
     logger = get_run_logger()
     tags = {Tags.PREFECT_FLOW_RUN_ID: str(flow_run.id)}
     key = artifact_key(model_name, "training")
