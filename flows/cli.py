@@ -291,7 +291,7 @@ def train(
         typer.Option(
             "--gate",
             help="a threshold for this run, METRIC>=VALUE or METRIC<=VALUE, e.g. 'r2>=0.3' "
-            "(repeatable; wins over [gate] in mlops.toml)",
+            "(repeatable; wins over \\[gate] in mlops.toml)",
         ),
     ] = None,
     verbose: Annotated[
@@ -572,10 +572,8 @@ def main() -> None:
     except typer.Abort:
         err.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # click's usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        if _is_usage_error(exc):  # click's (or typer's own click's) usage errors
             exc.show()
             sys.exit(exc.exit_code)
         if _verbose_requested():
@@ -591,6 +589,19 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(1)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """A usage error of click, or of the click typer carries inside it (``typer._click``):
+    it prints its own usage line and has its own exit code."""
+    import click
+
+    if isinstance(exc, click.ClickException):
+        return True
+    return any(
+        cls.__name__ == "ClickException" and cls.__module__.endswith("exceptions")
+        for cls in type(exc).__mro__
+    ) and callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int)
 
 
 def _verbose_requested() -> bool:

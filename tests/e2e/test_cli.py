@@ -225,6 +225,17 @@ def test_config_error_is_one_line(tmp_path: Path, prefect_server: str) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_usage_errors_print_usage_and_exit_2(tmp_path: Path, prefect_server: str) -> None:
+    proc = run_cli(tmp_path, prefect_server, "train", "--dataset", "iris")  # no --model-name
+    assert proc.returncode == 2
+    assert "Missing option '--model-name'" in proc.stderr
+    assert "unexpected" not in proc.stderr and "Traceback" not in proc.stderr
+
+    helped = run_cli(tmp_path, prefect_server, "train", "--help")
+    assert helped.returncode == 0
+    assert "[gate] in mlops.toml" in " ".join(helped.stdout.split())  # not eaten as markup
+
+
 def test_data_make_writes_a_drifted_batch(tmp_path: Path, prefect_server: str) -> None:
     proc = run_cli(
         tmp_path,
