@@ -42,6 +42,7 @@ def _register_subcommands() -> None:
     from flows.cli_batch import batch
     from flows.cli_deploy import deploy, probe
     from flows.cli_endpoints import endpoint_app
+    from flows.cli_export import export_app
     from flows.cli_monitor import ground_truth_app, monitor, status
     from flows.cli_serving import serve
 
@@ -53,6 +54,7 @@ def _register_subcommands() -> None:
     app.command()(status)
     app.add_typer(ground_truth_app, name="ground-truth")
     app.command()(batch)
+    app.add_typer(export_app, name="export")
 
 
 _register_subcommands()
