@@ -63,7 +63,7 @@ def kfp(
 ) -> None:
     """Compile a pipeline to Kubeflow Pipelines v2 IR YAML: one component per declared step,
     chained by the MLflow run id; the components read mlops settings from their environment.
-    Needs the optional extra: pip install 'mlops[kfp]'."""
+    Needs the optional extra: pip install 'mlops\\[kfp]'."""
     from mlops.pipelines.kfp import compile_pipeline, project_image, upload_pipeline
     from mlops.settings import load_settings
 
