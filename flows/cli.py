@@ -43,7 +43,9 @@ def _register_subcommands() -> None:
     from flows.cli_deploy import deploy, probe
     from flows.cli_endpoints import endpoint_app
     from flows.cli_export import export_app
+    from flows.cli_lineage import lineage
     from flows.cli_monitor import ground_truth_app, monitor, status
+    from flows.cli_promote import promote
     from flows.cli_serving import serve
 
     app.command()(serve)
@@ -55,9 +57,35 @@ def _register_subcommands() -> None:
     app.add_typer(ground_truth_app, name="ground-truth")
     app.command()(batch)
     app.add_typer(export_app, name="export")
+    app.command()(promote)
+    app.command()(lineage)
 
 
 _register_subcommands()
+
+
+@app.callback()
+def _global_options(
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            help="environment (dev, prod...): the \\[env.NAME] profile of mlops.toml, whose "
+            "settings override the base ones; also MLOPS_ENV",
+        ),
+    ] = None,
+) -> None:
+    if env is None:
+        return
+    from mlops.profiles import validate_environment_name
+    from mlops.settings import DEFAULT_PROJECT_FILE
+
+    os.environ["MLOPS_ENV"] = validate_environment_name(env)
+    # Processes this one starts (endpoint gateways, servers) read the same profile wherever
+    # they run.
+    if "MLOPS_CONFIG" not in os.environ and Path(DEFAULT_PROJECT_FILE).is_file():
+        os.environ["MLOPS_CONFIG"] = str(Path(DEFAULT_PROJECT_FILE).resolve())
+
 
 out = Console()
 err = Console(stderr=True)

@@ -37,6 +37,7 @@ from pydantic_settings import (
 
 from mlops.errors import ConfigError
 from mlops.masking import mask_secrets, mask_uri
+from mlops.profiles import apply_profile
 from mlops.types import parse_duration
 
 __all__ = [
@@ -469,6 +470,32 @@ class Settings(BaseSettings):
     registry_uri: str | None = Field(
         None,
         validation_alias=AliasChoices("MLOPS_REGISTRY_URI", "MLFLOW_REGISTRY_URI"),
+        description="MLflow model registry URI, apart from the tracking store (one central "
+        "registry for every environment); default: the tracking URI",
+    )
+    environment: str | None = Field(
+        None,
+        validation_alias=AliasChoices("MLOPS_ENV"),
+        description="the profile of mlops.toml in force ([env.<name>]): `mlops --env NAME` "
+        "or MLOPS_ENV",
+    )
+    artifact_location: str | None = Field(
+        None,
+        description="where new experiments keep their artifacts (a folder, file:// or s3:// "
+        "URI); default <work_dir>/mlartifacts for a local store. With a central registry, "
+        "every environment must reach it: a registered version's files stay where the "
+        "environment that trained it logged them",
+    )
+    require_promotion: bool | None = Field(
+        None,
+        description="batch and deploy use only versions approved in the registry and promoted "
+        "to this environment (`mlops promote NAME VERSION --to ENV`); default: on in the "
+        "environment named prod, off elsewhere",
+    )
+    work_pool: str = Field(
+        "mlops-local",
+        description="Prefect work pool this environment's deployments run on "
+        "(`prefect deploy --all --pool ...`)",
     )
     backend: Literal["local", "sagemaker"] = "local"
     seed: int = 42
@@ -501,10 +528,13 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         project_file = os.environ.get("MLOPS_CONFIG", DEFAULT_PROJECT_FILE)
+        given = getattr(init_settings, "init_kwargs", {})
+        in_code = given.get("environment") or given.get("MLOPS_ENV")
+        environment = in_code or os.environ.get("MLOPS_ENV")
         return (
             init_settings,
             env_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=project_file),
+            _ProjectFile(settings_cls, project_file, environment, required=not in_code),
         )
 
     @property
@@ -515,9 +545,28 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.work_dir / 'mlflow.db').resolve()}"
 
     @property
+    def effective_registry_uri(self) -> str:
+        """The MLflow model registry URI in force: ``registry_uri``, else the tracking URI."""
+        return self.registry_uri or self.effective_tracking_uri
+
+    @property
+    def requires_promotion(self) -> bool:
+        """Whether batch and deploy here take only approved versions promoted to this
+        environment (``require_promotion``; by default in the environment named ``prod``)."""
+        if self.require_promotion is not None:
+            return self.require_promotion
+        return self.environment == "prod"
+
+    @property
     def artifact_root(self) -> str:
-        """Where new experiments of a local store keep their artifacts."""
-        return (self.work_dir / "mlartifacts").resolve().as_uri()
+        """Where new experiments keep their artifacts: ``artifact_location``, else
+        ``<work_dir>/mlartifacts`` (used for local stores only)."""
+        location = self.artifact_location
+        if location is None:
+            return (self.work_dir / "mlartifacts").resolve().as_uri()
+        if "://" in location:
+            return location.rstrip("/")
+        return Path(location).expanduser().resolve().as_uri()
 
     @property
     def capture_destination(self) -> str:
@@ -542,6 +591,33 @@ class Settings(BaseSettings):
             if os.environ.get(name):
                 return os.environ[name]
         return self.aws.region
+
+
+class _ProjectFile(TomlConfigSettingsSource):
+    """The project file, with the selected environment's profile merged over it."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        path: str,
+        environment: str | None,
+        *,
+        required: bool,
+    ) -> None:
+        self._environment = environment
+        self._required = required  # selected by the user (MLOPS_ENV, --env): it must exist
+        self._source = path
+        super().__init__(settings_cls, toml_file=path)
+
+    def _read_files(self, files: Any, deep_merge: bool = False) -> dict[str, Any]:
+        data = super()._read_files(files, deep_merge=deep_merge)
+        return apply_profile(
+            data,
+            self._environment,
+            source=self._source,
+            known_keys=Settings.model_fields,
+            required=self._required,
+        )
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -582,7 +658,7 @@ def masked_settings(settings: Settings) -> dict[str, Any]:
     """Effective settings as plain data with every secret masked, for display."""
     data = settings.model_dump(mode="json")
     data["tracking_uri"] = mask_uri(settings.effective_tracking_uri)
-    data["registry_uri"] = mask_uri(settings.registry_uri)
+    data["registry_uri"] = mask_uri(settings.effective_registry_uri)
     data["work_dir"] = str(settings.work_dir.resolve())
     data["notifications"]["apprise_urls"] = ["****" for _ in settings.notifications.apprise_urls]
     data["aws"]["region"] = settings.effective_aws_region

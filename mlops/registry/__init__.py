@@ -18,6 +18,7 @@ from mlops.registry.models import (
     register_version,
     reject,
 )
+from mlops.registry.promotion import promote, promotions, require_release
 
 __all__ = [
     "VersionSummary",
@@ -30,6 +31,9 @@ __all__ = [
     "list_versions",
     "mark_live",
     "mark_retired",
+    "promote",
+    "promotions",
     "register_version",
     "reject",
+    "require_release",
 ]

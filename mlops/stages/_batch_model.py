@@ -100,10 +100,12 @@ def resolve_version(client: MlflowClient, ref: str) -> ModelVersion:
 
 def load_batch_model(settings: Settings, client: MlflowClient, ref: str) -> BatchModel:
     from mlops.monitoring.reference import load_baseline
+    from mlops.registry import require_release
     from mlops.serving.model import read_mlmodel, resolve_model
 
     mv = resolve_version(client, ref)
     name, version = mv.name, str(mv.version)
+    require_release(settings, client, name, version)  # prod: approved and promoted there
     resolved = resolve_model(settings, f"{name}/{version}")  # downloaded once, then cached
     mlmodel = read_mlmodel(resolved.path)
     meta = (mlmodel.get("metadata") or {}).get("mlops") or {}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel
 
 from mlops.errors import ApprovalError, EndpointNotFoundError, RolloutError
-from mlops.registry import get_alias_version, get_version
+from mlops.registry import get_alias_version, get_version, require_release
 from mlops.registry.lineage import mark_live, mark_retired
 from mlops.rollout import BlueGreenPolicy, RolloutResult, RolloutStep, record_rollout, run_rollout
 from mlops.rollout.controller import ResumePoint, variant_name_for
@@ -131,12 +131,16 @@ def deploy_to_endpoint(
     throughout.
 
     Raises:
+        ApprovalError: this environment requires promotion and the version is not approved
+            and promoted to it (checked before anything starts).
         RolloutError: another process holds the endpoint's rollout lock, or an interrupted
             rollout waits for ``mlops endpoint rollback`` or ``resume`` (the message says
             which, and who).
     """
     from mlops.endpoints.rollout_lock import EndpointLock, LockHolder
 
+    # prod takes only versions approved in the central registry and promoted to it
+    require_release(settings, connect(settings), model_name, version)
     holder = LockHolder.of_this_process("rollout", f"{model_name} v{version}")
     with EndpointLock(settings.endpoints_dir, endpoint, holder):
         refuse_if_interrupted(settings, endpoint)

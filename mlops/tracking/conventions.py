@@ -14,6 +14,7 @@ __all__ = [
     "experiment_description",
     "model_resource_id",
     "monitoring_experiment",
+    "promotion_tags",
     "training_experiment",
 ]
 
@@ -93,6 +94,8 @@ class Tags:
     ROLLOUT_RECOVERY = "mlops.rollout.recovery"  # interrupted, then: rolled_back or resumed
     ROLLOUT_RESUMED_FROM = "mlops.rollout.resumed_from"
     ROLLOUT_RESUMED_BY = "mlops.rollout.resumed_by"
+    # promotion of a version to an environment (`mlops promote`): see promotion_tags()
+    PROMOTED_PREFIX = "mlops.promoted."
     # registered model: retraining cooldown (survives restarts)
     LAST_RETRAINING_AT = "mlops.retraining.last_started_at"
     LAST_RETRAINING_REASON = "mlops.retraining.last_reason"
@@ -122,6 +125,12 @@ class Events:
     APPROVAL_REQUESTED = "mlops.approval.requested"
     ROLLOUT_COMPLETED = "mlops.rollout.completed"
     ROLLOUT_ROLLED_BACK = "mlops.rollout.rolled_back"
+
+
+def promotion_tags(environment: str) -> tuple[str, str]:
+    """Version tags recording who promoted it to ``environment`` and when
+    (``mlops.promoted.<environment>.by``, ``mlops.promoted.<environment>.at``)."""
+    return f"{Tags.PROMOTED_PREFIX}{environment}.by", f"{Tags.PROMOTED_PREFIX}{environment}.at"
 
 
 def model_resource_id(model_name: str) -> str:

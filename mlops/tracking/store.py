@@ -19,21 +19,29 @@ _EXPORTED = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def connect(settings: Settings) -> MlflowClient:
-    """Point MLflow at the settings' tracking store and return a client for it.
+    """Point MLflow at the settings' tracking store and model registry (``registry_uri``,
+    which may be a central registry apart from this environment's tracking store) and return
+    a client for both.
 
-    MLflow's fluent API (``log_model``) reads a process-wide URI, so it is set here too.
+    MLflow's fluent API (``log_model``, ``register_model``, ``models:/`` URIs) reads
+    process-wide URIs, so they are set here too.
     """
     import mlflow
     from mlflow import MlflowClient
 
     uri = settings.effective_tracking_uri
+    registry = settings.effective_registry_uri
     if uri.startswith("sqlite:///"):
         settings.work_dir.mkdir(parents=True, exist_ok=True)
-        db_dir = os.path.dirname(uri.removeprefix("sqlite:///"))
-        if db_dir and not os.path.isdir(db_dir):
+    for what, store, variable in (
+        ("tracking", uri, "MLOPS_TRACKING_URI"),
+        ("registry", registry, "MLOPS_REGISTRY_URI"),
+    ):
+        db_dir = os.path.dirname(store.removeprefix("sqlite:///"))
+        if store.startswith("sqlite:///") and db_dir and not os.path.isdir(db_dir):
             raise ConfigError(
-                f"tracking URI {uri} needs the folder {db_dir}, which does not exist; "
-                "create it or set MLOPS_TRACKING_URI to another store"
+                f"{what} URI {store} needs the folder {db_dir}, which does not exist; "
+                f"create it or set {variable} to another store"
             )
     # MLflow also exports these to MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI in os.environ,
     # where the next load_settings() of this process would read them as the user's own
@@ -41,14 +49,15 @@ def connect(settings: Settings) -> MlflowClient:
     saved = {name: os.environ.get(name) for name in _EXPORTED}
     try:
         mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(settings.registry_uri)  # None: the tracking store's registry
+        # models:/ URIs and mlflow.register_model follow the process-wide registry URI
+        mlflow.set_registry_uri(registry)
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    return MlflowClient(tracking_uri=uri, registry_uri=settings.registry_uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=registry)
 
 
 def _is_local_store(uri: str) -> bool:
@@ -81,7 +90,9 @@ def ensure_experiment(client: MlflowClient, name: str, settings: Settings) -> st
     existing = client.get_experiment_by_name(name)
     if existing is None:
         location = None
-        if _is_local_store(settings.effective_tracking_uri):
+        # A local store keeps artifacts beside it, unless they must be shared (a central
+        # registry's versions are read from every environment): artifact_location then.
+        if settings.artifact_location or _is_local_store(settings.effective_tracking_uri):
             location = f"{settings.artifact_root}/{name}"
         try:
             return client.create_experiment(

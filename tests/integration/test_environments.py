@@ -1,0 +1,172 @@
+"""Dev and prod environments with one central model registry (three SQLite stores).
+
+Dev trains and registers into the central registry; prod sees the version there, but its
+batch inference and deployments refuse it until it is approved in that registry and promoted
+to prod. The version's files stay in the shared artifact folder dev logged them to, and prod
+reads them from there. Lineage follows the version to its runs in both stores, and back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlops.data import make_batch
+from mlops.errors import ApprovalError, EndpointNotFoundError
+from mlops.registry import approve, promote, reject
+from mlops.settings import Settings
+from mlops.stages.batch import run_batch
+from mlops.stages.deploy import deploy_dev, deploy_prod, endpoint_name
+from mlops.stages.lineage import run_lineage, version_lineage
+from mlops.tracking import Tags, connect
+from mlops.tracking.conventions import promotion_tags
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.slow
+
+MODEL = "envtaxi"
+
+
+def _env_settings(root: Path, env: str) -> Settings:
+    return make_settings(
+        root / env,
+        environment=env,
+        tracking_uri=f"sqlite:///{root / f'{env}.db'}",
+        registry_uri=f"sqlite:///{root / 'registry.db'}",
+        artifact_location=str(root / "shared-artifacts"),
+        batch={"check_drift": False},  # 200 rows against a 2,000-row model: not the point here
+    )
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Settings, str]:
+    """Dev and prod settings over one central registry, and the version dev registered."""
+    from mlops.pipelines import run_training_pipeline
+
+    root = tmp_path_factory.mktemp("environments")
+    dev, prod = _env_settings(root, "dev"), _env_settings(root, "prod")
+    result = run_training_pipeline(dev, model_name=MODEL, dataset="taxi", rows=2000)
+    return dev, prod, str(result.registered.version)
+
+
+def _unpromoted(prod: Settings, version: str) -> None:
+    client = connect(prod)
+    for key in promotion_tags("prod"):
+        if key in client.get_model_version(MODEL, version).tags:
+            client.delete_model_version_tag(MODEL, version, key)
+
+
+def _batch_runs(settings: Settings) -> int:
+    client = connect(settings)
+    experiment = client.get_experiment_by_name(f"{MODEL}/batch")
+    return 0 if experiment is None else len(client.search_runs([experiment.experiment_id]))
+
+
+def _batch_input(tmp_path: Path) -> str:
+    path = tmp_path / "input.csv"
+    make_batch("taxi", rows=200, seed=3).to_csv(path, index=False)
+    return str(path)
+
+
+def test_dev_registers_into_the_central_registry_and_prod_sees_it(
+    stores: tuple[Settings, Settings, str],
+) -> None:
+    from mlflow import MlflowClient
+
+    dev, prod, version = stores
+    assert not dev.requires_promotion and prod.requires_promotion
+    central = MlflowClient(tracking_uri=dev.registry_uri, registry_uri=dev.registry_uri)
+    mv = central.get_model_version(MODEL, version)
+    assert mv.tags[Tags.APPROVAL] == "pending"
+    # dev's own store holds the training run but no registry of its own
+    dev_store = MlflowClient(
+        tracking_uri=dev.effective_tracking_uri, registry_uri=dev.effective_tracking_uri
+    )
+    assert dev_store.search_registered_models() == []
+    assert dev_store.get_run(mv.run_id).info.status == "FINISHED"
+    # prod has its own tracking store and the same registry
+    prod_client = connect(prod)
+    assert prod_client.get_model_version(MODEL, version).run_id == mv.run_id
+    assert prod_client.search_experiments(filter_string=f"name = '{MODEL}'") == []
+    # the files are in the shared artifact folder, where prod can read them
+    download = central.get_model_version_download_uri(MODEL, version)
+    assert download.startswith(Path(dev.artifact_location or "").resolve().as_uri())
+
+
+def test_prod_refuses_a_version_not_approved_in_the_central_registry(
+    stores: tuple[Settings, Settings, str], tmp_path: Path
+) -> None:
+    dev, prod, version = stores
+    reject(connect(dev), MODEL, version, comment="not this one", approver="erin")
+    output = tmp_path / "out.parquet"
+    runs_before = _batch_runs(prod)
+    with pytest.raises(ApprovalError, match=r"not approved in the model registry.*rejected"):
+        run_batch(prod, f"{MODEL}/{version}", _batch_input(tmp_path), str(output))
+    assert not output.exists()
+    assert _batch_runs(prod) == runs_before  # refused before its run opened
+    for deploy in (deploy_dev, deploy_prod):
+        with pytest.raises(ApprovalError, match="not approved"):
+            deploy(prod, MODEL, version)
+    # refused before any endpoint started: none exists, not even a rollout lock
+    from mlops.endpoints.manager import describe_endpoint
+
+    for env in ("dev", "prod"):
+        with pytest.raises(EndpointNotFoundError):
+            describe_endpoint(prod, endpoint_name(prod, MODEL, env))
+    assert not prod.endpoints_dir.exists() or not any(prod.endpoints_dir.iterdir())
+
+
+def test_approve_then_promote_records_who_and_when_and_prod_runs_it(
+    stores: tuple[Settings, Settings, str], tmp_path: Path
+) -> None:
+    dev, prod, version = stores
+    approve(connect(dev), MODEL, version, comment="looks good", approver="alice")
+    _unpromoted(prod, version)
+    with pytest.raises(ApprovalError, match="never promoted to prod.*--to prod"):
+        run_batch(prod, f"{MODEL}/{version}", _batch_input(tmp_path), str(tmp_path / "x.csv"))
+
+    mv = promote(connect(prod), MODEL, version, to="prod", by="bob", comment="release 7")
+    by_tag, at_tag = promotion_tags("prod")
+    assert mv.tags[by_tag] == "bob" and mv.tags[at_tag].endswith("Z")
+    assert f"promoted to **prod** by bob at {mv.tags[at_tag]}: release 7" in mv.description
+
+    output = tmp_path / "predictions.csv"
+    result = run_batch(prod, f"{MODEL}/{version}", _batch_input(tmp_path), str(output))
+    assert output.is_file() and result.rows == 200
+    # the batch run is in prod's store, not dev's
+    assert connect(prod).get_run(result.run_id).info.status == "FINISHED"
+
+
+def test_promote_refuses_a_version_not_approved(stores: tuple[Settings, Settings, str]) -> None:
+    dev, prod, version = stores
+    reject(connect(dev), MODEL, version, approver="erin")
+    _unpromoted(prod, version)
+    with pytest.raises(ApprovalError, match="cannot be promoted to prod.*mlops approve"):
+        promote(connect(prod), MODEL, version, to="prod", by="bob")
+    assert promotion_tags("prod")[1] not in connect(prod).get_model_version(MODEL, version).tags
+
+
+def test_lineage_from_the_version_to_its_runs_and_back(
+    stores: tuple[Settings, Settings, str],
+) -> None:
+    dev, prod, version = stores
+    approve(connect(dev), MODEL, version, comment="ship it", approver="carol")
+    found = version_lineage(prod, MODEL, version, other_environments=[dev])
+    assert found.training_run is not None and found.training_run.found
+    assert found.training_run.environment == "dev" and found.training_run.stage == "training"
+    assert found.training_run.link and found.training_run.run_id in found.training_run.link
+    assert found.code.digest and (found.code.git_commit or found.code.uncommitted_changes)
+    assert found.data.digest and found.data.source
+    assert (found.approval.state, found.approval.by, found.approval.comment) == (
+        "approved",
+        "carol",
+        "ship it",
+    )
+    # prod's store alone does not hold the training run: it is named, not lost
+    alone = version_lineage(prod, MODEL, version)
+    assert alone.training_run is not None and not alone.training_run.found
+
+    back = run_lineage(dev, found.training_run.run_id)
+    assert back.relation == "trained"
+    assert [(v.name, v.version) for v in back.versions] == [(MODEL, version)]
