@@ -70,6 +70,17 @@ def test_main_entry_point_registers_a_loadable_model(
     fares = model.predict(rows)
     assert len(fares) == 2 and fares[1] > fares[0] > 0
 
+    # the same pipeline in this process, on the same data and settings: an equivalent model
+    # (same fingerprint), so nothing new is registered
+    from mlops.pipelines import run_training_pipeline
+    from mlops.settings import Settings
+
+    same = Settings(work_dir=Path(project_env["MLOPS_WORK_DIR"]),
+                    tracking_uri=project_env["MLFLOW_TRACKING_URI"],
+                    training={"n_estimators": 60})
+    again = run_training_pipeline(same, model_name="taxi", dataset="taxi", rows=2000)
+    assert again.registered.version == str(version.version) and not again.registered.created
+
 
 def test_stage_entry_points_chain_on_one_training_run(
     tmp_path: Path, project_env: dict[str, str], monkeypatch: pytest.MonkeyPatch

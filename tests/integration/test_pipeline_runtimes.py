@@ -49,3 +49,17 @@ def test_a_later_step_needs_the_run_and_a_failing_step_fails_the_run(tmp_path: P
     with pytest.raises(GateFailedError):
         run_step(TRAINING, "evaluate", settings, model_name="iris", run_id=run_id)
     assert connect(settings).get_run(run_id).info.status == "FAILED"
+
+
+def test_the_prefect_flow_registers_what_one_process_registers(
+    tmp_path: Path, prefect_server: str
+) -> None:
+    from flows.training import training_pipeline
+
+    settings = make_settings(tmp_path)
+    whole = run_training_pipeline(settings, model_name="iris", dataset="iris")
+    assert whole.registered.created
+    flowed = training_pipeline(model_name="iris", dataset="iris", settings=settings)
+    assert flowed.trained.fingerprint == whole.trained.fingerprint
+    assert flowed.registered.version == whole.registered.version
+    assert not flowed.registered.created
