@@ -139,8 +139,8 @@ def deploy_to_endpoint(
     """
     from mlops.endpoints.rollout_lock import EndpointLock, LockHolder
 
-    # prod takes only versions approved in the central registry and promoted to it
-    require_release(settings, connect(settings), model_name, version)
+    if settings.requires_promotion:  # prod: only versions approved and promoted there
+        require_release(settings, connect(settings), model_name, version)
     holder = LockHolder.of_this_process("rollout", f"{model_name} v{version}")
     with EndpointLock(settings.endpoints_dir, endpoint, holder):
         refuse_if_interrupted(settings, endpoint)

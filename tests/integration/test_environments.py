@@ -134,8 +134,14 @@ def test_approve_then_promote_records_who_and_when_and_prod_runs_it(
     output = tmp_path / "predictions.csv"
     result = run_batch(prod, f"{MODEL}/{version}", _batch_input(tmp_path), str(output))
     assert output.is_file() and result.rows == 200
-    # the batch run is in prod's store, not dev's
+    # the batch run is in prod's store, not dev's; lineage finds it both ways
     assert connect(prod).get_run(result.run_id).info.status == "FINISHED"
+    back = run_lineage(prod, result.run_id)
+    assert back.relation == "predicted with"
+    assert [(v.name, v.version) for v in back.versions] == [(MODEL, version)]
+    batch_runs = version_lineage(prod, MODEL, version).batch
+    assert result.run_id in [run.run_id for run in batch_runs]
+    assert version_lineage(prod, MODEL, version).promotions[0].by == "bob"
 
 
 def test_promote_refuses_a_version_not_approved(stores: tuple[Settings, Settings, str]) -> None:
