@@ -6,46 +6,24 @@ which the ``retraining`` deployment is triggered by, and tells the configured ch
 
 from __future__ import annotations
 
-from typing import Any
-
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
 from flows.artifacts import RunRef, artifact_key, publish
 from flows.events import emit_model_event
 from flows.hooks import flow_settings, forward_mlops_logs, notify_failure
 from flows.notify import send_notification
 from flows.run_names import monitoring_run_name
+from flows.steps import step_tasks
 from flows.summaries import monitoring_summary
+from mlops.pipelines import MONITORING, StepContext
 from mlops.settings import Settings
-from mlops.stages.monitor import MonitorResult, monitor
+from mlops.stages.monitor import MonitorResult
 from mlops.tracking import Events
 
 __all__ = ["monitoring"]
 
-_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
-
-
-@task(name="monitor", task_run_name="monitor {model_name}", **_TASK_OPTIONS)
-def monitor_task(
-    settings: Settings,
-    model_name: str,
-    endpoint: str | None,
-    since: str | None,
-    start: str | None,
-    end: str | None,
-    capture: str | None,
-) -> MonitorResult:
-    """Drift, constraints, health, accuracy and challenger replay for the window."""
-    return monitor(
-        settings,
-        model_name,
-        endpoint=endpoint,
-        since=since,
-        start=start,
-        end=end,
-        capture=capture,
-    )
+#: The monitoring pipeline's one step as a task (mlops.pipelines.MONITORING).
+STEP_TASKS, _as_task = step_tasks(MONITORING)
 
 
 @flow(
@@ -76,8 +54,10 @@ def monitoring(
     """
     settings = flow_settings(settings)
     logger = get_run_logger()
+    params = {"endpoint": endpoint, "since": since, "start": start, "end": end, "capture": capture}
     with forward_mlops_logs():
-        result = monitor_task(settings, model_name, endpoint, since, start, end, capture)
+        context = StepContext(settings, model_name, "", MONITORING.check_params(params))
+        result = MONITORING.run_steps(context, call=_as_task)["monitor"]
     for line in result.summary().splitlines():
         logger.info("%s", line)
     emitted = None

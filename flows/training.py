@@ -7,85 +7,31 @@ artifacts, the failure notification).
 
 from __future__ import annotations
 
-import re
-from dataclasses import replace
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from pydantic import BaseModel
 
 from flows.artifacts import ModelLink, RunRef, artifact_key, publish
 from flows.hooks import flow_settings, forward_mlops_logs, notify_failure
 from flows.run_names import training_run_name
+from flows.steps import step_tasks
 from flows.summaries import failure_summary, training_summary
 from mlops.errors import (
-    ConfigError,
-    DataError,
-    DatasetNotFoundError,
     GateFailedError,
     MlopsError,
 )
-from mlops.pipelines import TRAINING, Step, StepContext, run_training_pipeline
+from mlops.pipelines import TRAINING, run_training_pipeline
 from mlops.settings import Settings
 from mlops.stages.results import PipelineResult
 from mlops.tracking import Tags, training_experiment
 
 __all__ = ["training_pipeline"]
 
-_ROUND = re.compile(r"^\[(\d+)\]")
-_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
-
-
-def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry what may pass next time (S3 reads, the tracking store), not bad data or settings."""
-    exc = state.data
-    if isinstance(exc, ConfigError | GateFailedError):
-        return False
-    if isinstance(exc, DataError):
-        # Only a failed read may pass later: it wraps the network/S3 error. Bad content (a
-        # missing column, an unparseable file: ValueErrors underneath) fails the same way again.
-        cause = exc.__cause__
-        return (
-            cause is not None
-            and not isinstance(cause, ValueError)
-            and not isinstance(exc, DatasetNotFoundError)
-        )
-    return True
-
-
-_RETRIES: dict[str, Any] = {
-    "retries": 2,
-    "retry_delay_seconds": 5,
-    "retry_condition_fn": _worth_retrying,
-}
-
-
-def _step_task(step: Step) -> Any:
-    """A Prefect task that runs ``step`` of the declaration, with its retry class."""
-    options = {**_TASK_OPTIONS, **(_RETRIES if step.retry == "transient" else {})}
-
-    def run_step(context: StepContext, inputs: dict[str, BaseModel]) -> BaseModel:
-        logger = get_run_logger()
-
-        def on_log(line: str) -> None:  # the job's output, every 10th round
-            match = _ROUND.match(line)
-            if match is None or int(match.group(1)) % 10 == 0:
-                logger.info("%s", line)
-
-        return step.stage(replace(context, on_log=on_log), **inputs)
-
-    run_step.__doc__ = step.doc
-    return task(name=step.name, description=step.doc, **options)(run_step)
 
 
 #: One task per step of the training pipeline's declaration (mlops.pipelines.TRAINING).
-STEP_TASKS: dict[str, Any] = {step.name: _step_task(step) for step in TRAINING.steps}
-
-
-def _as_task(step: Step, context: StepContext, inputs: dict[str, BaseModel]) -> BaseModel:
-    return STEP_TASKS[step.name](context, inputs)
+STEP_TASKS, _as_task = step_tasks(TRAINING)
 
 
 @flow(

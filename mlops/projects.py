@@ -73,13 +73,13 @@ def _run(args: argparse.Namespace) -> str:
     }
     settings = load_settings()
     if args.entry == "main":
-        from mlops.pipelines import run_training_pipeline
+        from mlops.pipelines.spec import run_pipeline
 
-        result = run_training_pipeline(settings, model_name=args.model_name or "taxi", **params)
-        return (
-            f"registered {result.registered.name} v{result.registered.version} "
-            f"(created={result.registered.created}) metrics={result.evaluation.metrics}"
+        run_id, done = run_pipeline(
+            pipeline, settings, model_name=args.model_name or "taxi", params=params
         )
+        where = f" in run {run_id}" if run_id else ""
+        return "; ".join(f"{name}{where}: {_describe(r)}" for name, r in done.items())
     step = pipeline.step(args.entry)
     run_id = args.run_id or os.environ.get("MLFLOW_RUN_ID") or None
     if step.inputs:

@@ -7,10 +7,12 @@ declarations; see :mod:`mlops.pipelines.spec`.
 from __future__ import annotations
 
 from mlops.errors import ConfigError
+from mlops.pipelines.monitoring import MONITORING
 from mlops.pipelines.spec import Param, Pipeline, RetryClass, Step, StepContext, run_step
 from mlops.pipelines.training import TRAINING, run_training_pipeline
 
 __all__ = [
+    "MONITORING",
     "PIPELINES",
     "TRAINING",
     "Param",
@@ -23,7 +25,7 @@ __all__ = [
     "run_training_pipeline",
 ]
 
-PIPELINES: dict[str, Pipeline] = {TRAINING.name: TRAINING}
+PIPELINES: dict[str, Pipeline] = {p.name: p for p in (TRAINING, MONITORING)}
 
 
 def get_pipeline(name: str) -> Pipeline:
@@ -32,5 +34,5 @@ def get_pipeline(name: str) -> Pipeline:
         return PIPELINES[name]
     except KeyError:
         raise ConfigError(
-            f"no pipeline named {name!r}; declared: {', '.join(sorted(PIPELINES))}"
+            f"no pipeline {name!r}; declared: {', '.join(sorted(PIPELINES))}"
         ) from None

@@ -1,9 +1,10 @@
-"""The ``MLproject`` file, written from a pipeline's declaration.
+"""The ``MLproject`` file, written from the pipelines' declarations.
 
-``main`` runs the whole pipeline in the run ``mlflow run`` created; each step is an entry
-point of its own. The first step takes the data parameters; every later one takes
-``run_id``, the training run whose earlier results it reads. The file stays one a person
-can read, and ``tests`` check it is what :func:`render_mlproject` writes::
+``main`` runs the training pipeline whole in the run ``mlflow run`` created; each step of
+every declared pipeline is an entry point of its own. A first step takes the pipeline's
+parameters; every later one takes ``run_id``, the run whose earlier results it reads. The
+file stays one a person can read, and a test checks it is what :func:`render_mlproject`
+writes::
 
     python -m mlops.pipelines.mlproject > MLproject
 """
@@ -21,7 +22,7 @@ _TYPES = {"str": "string", "int": "float", "float": "float", "json": "string"}
 _HEADER = """\
 name: mlops
 
-# Generated from the pipeline's declaration (mlops/pipelines/{module}.py) by
+# Generated from the pipelines' declarations ({modules}) by
 #   python -m mlops.pipelines.mlproject > MLproject
 # The same stage functions as the Prefect flows. Run them in this project's environment:
 #   MLFLOW_TRACKING_URI=sqlite:///.mlops/mlflow.db \\
@@ -52,22 +53,29 @@ def _command(pipeline: Pipeline, entry: str, params: list[Param]) -> str:
     return f"python -m mlops.projects {pipeline.name} {entry} {args}".rstrip()
 
 
-def render_mlproject(pipeline: Pipeline) -> str:
-    """The MLproject text for ``pipeline``: ``main`` plus one entry point per step."""
+def render_mlproject(*pipelines: Pipeline) -> str:
+    """The MLproject text: ``main`` (the first pipeline whole) plus one entry point per step
+    of every pipeline given."""
     model = Param("model_name", "str", "taxi", "registered model name")
-    run_id = Param("run_id", "str", None, "the training run of the earlier steps")
-    lines = [_HEADER.format(module=pipeline.name).rstrip("\n")]
-    main = [*pipeline.params, model]
-    lines += _entry("main", main, _command(pipeline, "main", main))
-    by_name = {p.name: p for p in pipeline.params}
-    for step in pipeline.steps:
-        own = [by_name[name] for name in step.params]
-        params = [*own, model] if not step.inputs else [run_id, *own]
-        lines += _entry(step.name, params, _command(pipeline, step.name, params))
+    run_id = Param("run_id", "str", None, "the run of the earlier steps")
+    modules = ", ".join(f"mlops/pipelines/{p.name}.py" for p in pipelines)
+    lines = [_HEADER.format(modules=modules).rstrip("\n")]
+    main = [*pipelines[0].params, model]
+    lines += _entry("main", main, _command(pipelines[0], "main", main))
+    seen = {"main"}
+    for pipeline in pipelines:
+        by_name = {p.name: p for p in pipeline.params}
+        for step in pipeline.steps:
+            if step.name in seen:
+                raise ValueError(f"two entry points named {step.name!r}; rename a step")
+            seen.add(step.name)
+            own = [by_name[name] for name in step.params]
+            params = [*own, model] if not step.inputs else [run_id, *own]
+            lines += _entry(step.name, params, _command(pipeline, step.name, params))
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    from mlops.pipelines import TRAINING
+    from mlops.pipelines import PIPELINES
 
-    print(render_mlproject(TRAINING), end="")
+    print(render_mlproject(*PIPELINES.values()), end="")

@@ -39,6 +39,7 @@ __all__ = [
     "StepCall",
     "StepContext",
     "call_directly",
+    "run_pipeline",
     "run_step",
 ]
 
@@ -223,6 +224,8 @@ def run_step(
     if pipeline.check is not None:
         pipeline.check(settings, model_name, values)
     opened = False
+    if run_id is None and pipeline.open_run is None and not step.inputs:
+        run_id = ""  # a pipeline that keeps no run of its own (its stages log their runs)
     if run_id is None:
         if step.inputs or pipeline.open_run is None:
             raise ConfigError(
@@ -246,3 +249,37 @@ def run_step(
     if pipeline.close_run is not None and step is pipeline.steps[-1]:
         pipeline.close_run(settings, run_id, False)
     return run_id, result
+
+
+def run_pipeline(
+    pipeline: Pipeline,
+    settings: Settings,
+    *,
+    model_name: str,
+    params: Mapping[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    call: StepCall = call_directly,
+    on_log: LogSink | None = None,
+) -> tuple[str, dict[str, BaseModel]]:
+    """Run every step of ``pipeline`` in this process, in its run when it keeps one.
+
+    Returns:
+        The run id (``""`` for a pipeline that keeps no run) and the results by step name.
+    """
+    values = pipeline.check_params(dict(params or {}))
+    if pipeline.check is not None:
+        pipeline.check(settings, model_name, values)
+    run_id = ""
+    if pipeline.open_run is not None:
+        run_id = pipeline.open_run(settings, model_name, dict(tags or {}))
+    try:
+        done = pipeline.run_steps(
+            StepContext(settings, model_name, run_id, values, on_log), call=call
+        )
+    except BaseException:
+        if pipeline.close_run is not None:
+            pipeline.close_run(settings, run_id, True)
+        raise
+    if pipeline.close_run is not None:
+        pipeline.close_run(settings, run_id, False)
+    return run_id, done

@@ -6,7 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from mlops.pipelines.spec import Param, Pipeline, Step, StepCall, StepContext, call_directly
+from mlops.pipelines.spec import (
+    Param,
+    Pipeline,
+    Step,
+    StepCall,
+    StepContext,
+    call_directly,
+    run_pipeline,
+)
 from mlops.stages import (
     BaselineResult,
     EvaluationResult,
@@ -22,7 +30,6 @@ from mlops.stages import (
     record_prepared,
     register,
     train,
-    training_run,
 )
 from mlops.tracking import training_experiment
 
@@ -139,6 +146,22 @@ TRAINING = Pipeline(
 )  # fmt: skip
 
 
+def _announce(call: StepCall, on_run: Callable[[str], None] | None) -> StepCall:
+    """``call``, telling ``on_run`` the run id before the first step runs."""
+    if on_run is None:
+        return call
+    told = False
+
+    def announced(step: Step, context: StepContext, inputs: dict[str, Any]) -> Any:
+        nonlocal told
+        if not told:
+            told = True
+            on_run(context.run_id)
+        return call(step, context, inputs)
+
+    return announced
+
+
 def run_training_pipeline(
     settings: Settings,
     *,
@@ -158,13 +181,15 @@ def run_training_pipeline(
             ``rows``, ``hyperparameters``); an unknown name is refused. Without ``data``
             or ``dataset``, a model named like a built-in dataset trains on it.
     """
-    values = TRAINING.check_params(params)
-    _check(settings, model_name, values)
-    with training_run(settings, model_name, tags=tags) as run_id:
-        if on_run is not None:
-            on_run(run_id)
-        context = StepContext(settings, model_name, run_id, values, on_log)
-        done = TRAINING.run_steps(context, call=call)
+    run_id, done = run_pipeline(
+        TRAINING,
+        settings,
+        model_name=model_name,
+        params=params,
+        tags=tags,
+        call=_announce(call, on_run),
+        on_log=on_log,
+    )
     return PipelineResult(
         run_id=run_id,
         experiment=training_experiment(model_name),

@@ -106,13 +106,16 @@ def test_stage_entry_points_chain_on_one_training_run(
 
 
 def test_mlproject_is_written_from_the_declaration() -> None:
-    from mlops.pipelines import TRAINING
+    from mlops.pipelines import PIPELINES
     from mlops.pipelines.mlproject import render_mlproject
 
     text = (REPO / "MLproject").read_text()
-    assert text == render_mlproject(TRAINING), "regenerate: python -m mlops.pipelines.mlproject"
-    for step in TRAINING.steps:  # every declared step is an entry point
-        assert f"\n  {step.name}:\n" in text
+    assert text == render_mlproject(*PIPELINES.values()), (
+        "regenerate: python -m mlops.pipelines.mlproject > MLproject"
+    )
+    for pipeline in PIPELINES.values():
+        for step in pipeline.steps:  # every declared step is an entry point
+            assert f"\n  {step.name}:\n" in text
 
 
 def test_stage_entry_point_without_a_trained_run_fails_clearly(

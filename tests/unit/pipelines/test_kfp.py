@@ -148,7 +148,7 @@ def test_a_pipeline_not_declared_yet_is_named_with_the_declared_ones() -> None:
 
     from flows.cli import app
 
-    result = CliRunner().invoke(app, ["export", "kfp", "--pipeline", "monitoring"])
+    result = CliRunner().invoke(app, ["export", "kfp", "--pipeline", "deployment"])
     assert isinstance(result.exception, ConfigError)
     assert "not declared as steps yet" in str(result.exception)
-    assert "declared: training" in str(result.exception)
+    assert "declared: monitoring, training" in str(result.exception)

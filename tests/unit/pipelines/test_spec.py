@@ -8,7 +8,16 @@ import pytest
 from pydantic import BaseModel
 
 from mlops.errors import ConfigError
-from mlops.pipelines import PIPELINES, TRAINING, Param, Pipeline, Step, StepContext, get_pipeline
+from mlops.pipelines import (
+    MONITORING,
+    PIPELINES,
+    TRAINING,
+    Param,
+    Pipeline,
+    Step,
+    StepContext,
+    get_pipeline,
+)
 from mlops.pipelines.mlproject import render_mlproject
 
 
@@ -65,7 +74,7 @@ def test_unknown_parameters_and_steps_are_named_with_the_known_ones() -> None:
         TRAINING.check_params({"epochs": 3})
     with pytest.raises(ConfigError, match="no step 'deploy'; its steps: prepare, train"):
         TRAINING.step("deploy")
-    with pytest.raises(ConfigError, match="no pipeline named 'nope'; declared: training"):
+    with pytest.raises(ConfigError, match="no pipeline 'nope'; declared: monitoring, training"):
         get_pipeline("nope")
 
 
@@ -82,9 +91,11 @@ def test_the_training_declaration() -> None:
 def test_the_mlproject_has_main_and_one_entry_point_per_step() -> None:
     import yaml
 
-    doc = yaml.safe_load(render_mlproject(TRAINING))
+    doc = yaml.safe_load(render_mlproject(TRAINING, MONITORING))
     entries = doc["entry_points"]
-    assert list(entries) == ["main", *(s.name for s in TRAINING.steps)]
+    assert list(entries) == ["main", *(s.name for s in TRAINING.steps), "monitor"]
+    assert set(entries["monitor"]["parameters"]) == {"endpoint", "since", "start", "end",
+                                                     "capture", "model_name"}
     assert set(entries["prepare"]["parameters"]) == {"dataset", "data", "target", "task",
                                                      "rows", "model_name"}
     assert set(entries["train"]["parameters"]) == {"run_id", "hyperparameters"}
