@@ -56,6 +56,8 @@ def test_main_entry_point_registers_a_loadable_model(
     # MLflow exports the URI to os.environ; monkeypatch takes it back after the test
     monkeypatch.setenv("MLFLOW_TRACKING_URI", project_env["MLFLOW_TRACKING_URI"])
     mlflow.set_tracking_uri(project_env["MLFLOW_TRACKING_URI"])
+    # another test's in-process pipeline may have set MLflow's process-wide registry URI
+    mlflow.set_registry_uri(project_env["MLFLOW_TRACKING_URI"])
     client = MlflowClient()
     version = client.get_model_version_by_alias("taxi", "challenger")
     assert version.run_id == run_id  # the stages logged into the run `mlflow run` created
@@ -96,6 +98,8 @@ def test_stage_entry_points_chain_on_one_training_run(
     # MLflow exports the URI to os.environ; monkeypatch takes it back after the test
     monkeypatch.setenv("MLFLOW_TRACKING_URI", project_env["MLFLOW_TRACKING_URI"])
     mlflow.set_tracking_uri(project_env["MLFLOW_TRACKING_URI"])
+    # another test's in-process pipeline may have set MLflow's process-wide registry URI
+    mlflow.set_registry_uri(project_env["MLFLOW_TRACKING_URI"])
     client = MlflowClient()
     version = client.get_model_version("iris", "1")
     assert version.run_id == run_id
