@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli_endpoints import endpoint_app
+from flows.cli.endpoints import endpoint_app
 from mlops.endpoints.processes import pid_alive
 from mlops.errors import ConfigError, EndpointError, EndpointNotFoundError
 from mlops.settings import Settings

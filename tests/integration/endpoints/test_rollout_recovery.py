@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli_endpoints import endpoint_app
+from flows.cli.endpoints import endpoint_app
 from flows.traffic import TrafficGenerator
 from mlops.endpoints import EndpointClient, VariantSpec, create_endpoint, delete_endpoint
 from mlops.endpoints.manager import describe_endpoint

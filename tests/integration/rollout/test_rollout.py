@@ -299,7 +299,7 @@ def test_rollout_past_its_max_execution_time_rolls_back(store) -> None:
 def test_policy_longer_than_max_execution_is_refused_up_front(
     store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.cli_endpoints import endpoint_app
+    from flows.cli.endpoints import endpoint_app
 
     settings: Settings = store["settings"]
     prod = endpoint_name(settings, "taxi", "prod")

@@ -498,7 +498,7 @@ def test_typer_serve_command_checks_its_options() -> None:
     import typer
     from typer.testing import CliRunner
 
-    from flows.cli_serving import serve
+    from flows.cli.serving import serve
 
     app = typer.Typer()
     app.command()(serve)

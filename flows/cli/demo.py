@@ -198,7 +198,7 @@ def _send(
 
 
 def _monitor(settings: Settings, endpoint: str, start: datetime, end: datetime) -> Any:
-    from flows.cli_monitor import show_monitor
+    from flows.cli.monitor import show_monitor
     from flows.monitoring import monitoring
 
     result = monitoring(
@@ -284,7 +284,7 @@ def run_demo(
 ) -> None:
     """The loop after ``train_first`` registered v1 (see the module docstring); with
     ``until="deploy"`` it stops after the first deployment (the champion serves on prod)."""
-    from flows.cli_deploy import echo_progress, run_first_deployment
+    from flows.cli.deploy import echo_progress, run_first_deployment
     from flows.traffic import TrafficGenerator
     from mlops.endpoints.client import EndpointClient
     from mlops.endpoints.manager import describe_endpoint, start_endpoint
@@ -398,7 +398,7 @@ def run_demo(
             out.print(f"\n[bold green]taxi v{champion} is champion[/] on {prod}")
     finally:
         _finish(settings, keep_endpoints)
-    from flows.cli_monitor import status
+    from flows.cli.monitor import status
 
     status(json_output=False)
 

@@ -270,7 +270,7 @@ def update(
     Like UpdateEndpoint with a DeploymentConfig. Unlike `mlops deploy`, it does not ask for
     approval and does not move the champion alias: use it for endpoints other than prod.
     """
-    from flows.cli_deploy import show_rollout
+    from flows.cli.deploy import show_rollout
     from mlops.rollout import BlueGreenPolicy
     from mlops.stages.deploy import deploy_to_endpoint
 
@@ -407,7 +407,7 @@ def resume(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
     Green is smoke-tested again, the interrupted step's shift and full bake run again from
     the current split, then the remaining steps; any alarm rolls back as usual.
     """
-    from flows.cli_deploy import show_rollout
+    from flows.cli.deploy import show_rollout
     from mlops.stages.recover import resume_rollout
 
     settings = _settings()

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from flows.cli_deploy import echo_progress
+from flows.cli.deploy import echo_progress
 
 if TYPE_CHECKING:
     from mlops.settings import Settings
@@ -48,7 +48,7 @@ def monitor(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
     """Run the monitoring flow: drift, constraints, health, accuracy for a window of capture."""
-    from flows.cli_console import console_level_for
+    from flows.cli.console import console_level_for
 
     console_level_for(verbose)  # before Prefect is imported: it reads it to set up logging
     from flows.monitoring import monitoring

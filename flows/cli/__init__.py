@@ -39,14 +39,14 @@ app.add_typer(config_app, name="config")
 
 def _register_subcommands() -> None:
     # Separate modules keep this one small; their heavy imports stay inside the commands.
-    from flows.cli_batch import batch
-    from flows.cli_deploy import deploy, probe
-    from flows.cli_endpoints import endpoint_app
-    from flows.cli_export import export_app
-    from flows.cli_lineage import lineage
-    from flows.cli_monitor import ground_truth_app, monitor, status
-    from flows.cli_promote import promote
-    from flows.cli_serving import serve
+    from flows.cli.batch import batch
+    from flows.cli.deploy import deploy, probe
+    from flows.cli.endpoints import endpoint_app
+    from flows.cli.export import export_app
+    from flows.cli.lineage import lineage
+    from flows.cli.monitor import ground_truth_app, monitor, status
+    from flows.cli.promote import promote
+    from flows.cli.serving import serve
 
     app.command()(serve)
     app.command()(deploy)
@@ -155,7 +155,7 @@ class _StageProgress(logging.Handler):
 def _run_training(settings: Settings, verbose: bool, **params: Any) -> PipelineResult:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from flows.cli_console import console_level_for, quiet_console
+    from flows.cli.console import console_level_for, quiet_console
 
     console_level_for(verbose)  # read by Prefect's logging.yml when it configures logging
     if not verbose:
@@ -385,7 +385,7 @@ def demo(
     if not deploy:
         train_first()
         return
-    from flows.cli_demo import run_demo
+    from flows.cli.demo import run_demo
 
     run_demo(
         settings,

@@ -58,7 +58,7 @@ def _run(settings: Settings, verbose: bool, **params: Any) -> BatchResult:
         TimeElapsedColumn,
     )
 
-    from flows.cli_console import console_level_for, quiet_console
+    from flows.cli.console import console_level_for, quiet_console
 
     console_level_for(verbose)  # before Prefect sets up logging
     from flows.batch import batch_inference

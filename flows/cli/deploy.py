@@ -29,7 +29,7 @@ _ROUTINGS = ("ALL_AT_ONCE", "CANARY", "LINEAR")
 class _Echo(logging.Handler):
     """Print mlops stage and rollout lines as they happen (the flow's logs, short).
 
-    Warnings are printed by :func:`flows.cli_console.quiet_console` (or, with ``-v``, by
+    Warnings are printed by :func:`flows.cli.console.quiet_console` (or, with ``-v``, by
     Prefect's console), not here, so that each is printed once.
     """
 
@@ -43,7 +43,7 @@ class _Echo(logging.Handler):
 def echo_progress(verbose: bool) -> Iterator[None]:
     """Echo the stage and rollout lines; without ``-v`` one line per problem (no Prefect
     ERROR lines or tracebacks: the `error:` line says it)."""
-    from flows.cli_console import console_level_for, quiet_console
+    from flows.cli.console import console_level_for, quiet_console
 
     console_level_for(verbose)
     loggers = [logging.getLogger(n) for n in ("mlops.stages", "mlops.rollout")]
@@ -145,7 +145,7 @@ def probe(
     from mlops.settings import load_settings
 
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    from flows.cli_console import quiet_console
+    from flows.cli.console import quiet_console
 
     with quiet_console(False, err):
         result = synthetic_canary(
