@@ -39,6 +39,7 @@ app.add_typer(config_app, name="config")
 
 def _register_subcommands() -> None:
     # Separate modules keep this one small; their heavy imports stay inside the commands.
+    from flows.cli.agent import agent
     from flows.cli.batch import batch
     from flows.cli.deploy import deploy, probe
     from flows.cli.endpoints import endpoint_app
@@ -59,6 +60,7 @@ def _register_subcommands() -> None:
     app.add_typer(export_app, name="export")
     app.command()(promote)
     app.command()(lineage)
+    app.command()(agent)
 
 
 _register_subcommands()

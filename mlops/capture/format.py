@@ -12,7 +12,10 @@ One line per request::
 in ``<destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-mmm>-<uuid>.jsonl`` (UTC, the
 time of the file's first record); ground truth in
 ``<destination>/groundtruth/yyyy/mm/dd/hh/<uuid>.jsonl``. ``<destination>`` is a local
-folder (or ``file://`` URI) or ``s3://bucket/prefix``.
+folder (or ``file://`` URI) or ``s3://bucket/prefix``. A writer may also send its records to
+an SQS queue (``sqs://<queue-name>`` or the queue's ``https://`` URL, see
+:mod:`mlops.capture.sqs`); ``mlops agent`` drains the queue into a folder or ``s3://`` store,
+which is what readers read.
 """
 
 from __future__ import annotations
@@ -69,12 +72,14 @@ GROUND_TRUTH_REL = re.compile(rf"^(?P<hour>{_HOUR})/(?P<name>[^/]+\.jsonl)$")
 
 @dataclass(frozen=True)
 class Destination:
-    """A parsed capture destination: a local folder or an S3 bucket and key prefix."""
+    """A parsed capture destination: a local folder, an S3 bucket and key prefix, or an
+    SQS queue (``queue``: its name or URL; written to only, see :mod:`mlops.capture.sqs`)."""
 
     uri: str
     local: Path | None = None
     bucket: str | None = None
     prefix: str = ""
+    queue: str | None = None
 
     @property
     def is_s3(self) -> bool:
@@ -92,11 +97,17 @@ class Destination:
         return f"s3://{self.bucket}/{self.key(rel)}"
 
 
-def parse_destination(destination: str) -> Destination:
+def parse_destination(destination: str, *, queue_ok: bool = False) -> Destination:
     """Parse a local folder, ``file://`` URI or ``s3://bucket/prefix``.
 
+    Args:
+        destination: the text to parse.
+        queue_ok: also accept an SQS queue, ``sqs://<queue-name>`` or its URL
+            ``https://<host>/<account-id>/<queue-name>`` (writers only: a queue is not read).
+
     Raises:
-        ConfigError: empty, an unsupported scheme, or an S3 URI without a bucket.
+        ConfigError: empty, an unsupported scheme, an S3 URI without a bucket, or a queue
+            where one cannot be read.
     """
     text = str(destination).strip() if destination is not None else ""
     if not text:
@@ -104,6 +115,15 @@ def parse_destination(destination: str) -> Destination:
             "the capture destination is empty; set a folder or s3://bucket/prefix "
             "(MLOPS_SERVING__CAPTURE__DESTINATION)"
         )
+    queue = _queue_of(text)
+    if queue is not None:
+        if not queue_ok:
+            raise ConfigError(
+                f"capture destination {text!r} is an SQS queue, which servers send records "
+                "to but nothing reads; read the folder or s3:// store that "
+                f"`mlops agent --queue {queue} --to STORE` drains it into"
+            )
+        return Destination(uri=text, queue=queue)
     if text.lower().startswith("s3://"):
         bucket, _, prefix = text[5:].partition("/")
         if not bucket:
@@ -125,6 +145,31 @@ def parse_destination(destination: str) -> Destination:
             "use a local folder, file:///path or s3://bucket/prefix"
         )
     return Destination(uri=text, local=Path(text).expanduser())
+
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$|^[A-Za-z0-9_-]{1,75}\.fifo$")
+_QUEUE_URL = re.compile(r"^https?://[^/\s]+/\d{12}/(?P<name>[^/\s]+)/?$")
+
+
+def _queue_of(text: str) -> str | None:
+    """The queue name (``sqs://``) or URL (``https://``) in ``text``; ``None`` if no queue.
+
+    Raises:
+        ConfigError: an ``sqs://`` destination whose name SQS would refuse.
+    """
+    if text.lower().startswith("sqs://"):
+        name = text[6:].strip("/")
+        if not _QUEUE_NAME.fullmatch(name):
+            raise ConfigError(
+                f"capture destination {text!r} names no valid SQS queue; use "
+                "sqs://<queue-name> (1-80 letters, digits, '-' or '_', '.fifo' at the end "
+                "of a FIFO queue) or the queue's https:// URL"
+            )
+        return name
+    match = _QUEUE_URL.fullmatch(text)
+    if match is not None and _QUEUE_NAME.fullmatch(match["name"]):
+        return text.rstrip("/")
+    return None
 
 
 def check_name(name: object, kind: str) -> str:

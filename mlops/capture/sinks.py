@@ -92,10 +92,12 @@ def open_sink(
     aws_endpoint_url: str | None = None,
     fallback_dir: str | None = None,
 ) -> CaptureSink:
-    """The sink for a destination: a local folder, or an S3 spool for ``s3://``.
+    """The sink for a destination: a local folder, an S3 spool for ``s3://``, or an SQS
+    queue (:class:`~mlops.capture.sqs.SqsSpoolSink`) for ``sqs://<queue-name>`` or a
+    queue URL.
 
     Args:
-        destination: local folder, ``file://`` URI or ``s3://bucket/prefix``.
+        destination: local folder, ``file://`` URI, ``s3://bucket/prefix`` or SQS queue.
         spool_dir: where S3 files wait for upload (default: the system temp folder).
         aws_region: region of the S3 client.
         aws_endpoint_url: endpoint of the S3 client, e.g. moto on loopback.
@@ -107,7 +109,10 @@ def open_sink(
         ConfigError: a bad destination, or (without ``fallback_dir``) a folder that cannot
             be created.
     """
-    dest = parse_destination(destination) if isinstance(destination, str) else destination
+    if isinstance(destination, str):
+        dest = parse_destination(destination, queue_ok=True)
+    else:
+        dest = destination
     if fallback_dir is not None:
         from mlops.capture.fallback import FallbackSink
 
@@ -124,6 +129,12 @@ def open_sink(
         )
     if dest.local is not None:
         return LocalFolderSink(dest.local)
+    if dest.queue is not None:
+        from mlops.capture.sqs import SqsSpoolSink
+
+        return SqsSpoolSink(
+            dest, aws_region=aws_region, aws_endpoint_url=aws_endpoint_url, spool_dir=spool_dir
+        )
     return S3SpoolSink(
         dest, spool_dir=spool_dir, aws_region=aws_region, aws_endpoint_url=aws_endpoint_url
     )

@@ -59,7 +59,8 @@ class CaptureConfig:
     """What to capture and where.
 
     Attributes:
-        destination: local folder or ``s3://bucket/prefix``.
+        destination: local folder, ``s3://bucket/prefix`` or an SQS queue
+            (``sqs://<queue-name>`` or its URL; see :mod:`mlops.capture.sqs`).
         endpoint_name: the endpoint (first path component under the destination).
         variant_name: the production variant (second path component).
         sampling_percentage: percent of requests :meth:`CaptureWriter.should_capture` keeps.
@@ -129,7 +130,7 @@ class CaptureConfig:
 
     def check(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid field and its fix."""
-        parse_destination(self.destination)
+        parse_destination(self.destination, queue_ok=True)
         check_name(self.endpoint_name, "endpoint")
         check_name(self.variant_name, "variant")
         pct = self.sampling_percentage
