@@ -59,7 +59,10 @@ logger = logging.getLogger(__name__)
 
 DEADLETTER_FOLDER = "_deadletter"
 _PAUSE_HOOK = "MLOPS_AGENT_PAUSE_BEFORE_DELETE_S"  # fault-injection tests only
-_KNOWN_HOURS = 48  # hour folders whose eventIds stay in memory
+# Hour folders whose eventIds stay in memory: redeliveries come back within minutes, so the
+# latest few; an older folder is read again from the store when a record needs it.
+_KNOWN_HOURS = 6
+_STALE_TMP_S = 3600  # a temporary file this old was left by a killed agent
 
 
 @dataclass
@@ -166,6 +169,8 @@ class CaptureStore:
         if self.dest.local is not None:
             root = self.dest.local / folder
             if root.is_dir():
+                for path in sorted(root.glob(".*.tmp")):
+                    _remove_if_stale(path)
                 for path in sorted(root.glob("*.jsonl")):
                     if not path.name.startswith("."):
                         yield path.read_bytes()
@@ -186,6 +191,15 @@ class CaptureStore:
             raise OSError(
                 f"cannot read the eventIds in {self.show(folder)} ({reason(exc)})"
             ) from exc
+
+
+def _remove_if_stale(path: Path) -> None:
+    """Remove a temporary file a killed agent left (never one being written now)."""
+    try:
+        if time.time() - path.stat().st_mtime > _STALE_TMP_S:
+            path.unlink()
+    except OSError:
+        pass
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -374,6 +388,8 @@ def drain(
             break
         if once and not messages and _empty(client, url):
             break
+        if not messages and wait_s < 1:
+            stop.wait(1.0)  # no long poll to pace the loop
     return stats
 
 

@@ -56,19 +56,21 @@ _DEDUP_ID = re.compile(r"^[!-~]{1,128}$")
 _REMEMBERED = 100_000  # eventIds of sent records kept to skip them when lines come again
 
 
-def sqs_client(region: str | None, endpoint_url: str | None) -> Any:
+def sqs_client(region: str | None, endpoint_url: str | None, *, read_timeout: int = 40) -> Any:
     """A boto3 SQS client from its own session; botocore retries throttling and 5xx.
 
     Args:
         region: the client's region (default: boto3's own lookup).
         endpoint_url: a custom endpoint, e.g. moto on loopback.
+        read_timeout: seconds to wait for an answer (above the 20 s of a long poll for
+            an agent; less for a writer, which must not hold a server's shutdown).
     """
     import boto3  # heavy: only for queue destinations
     from botocore.config import Config
 
     kwargs: dict[str, Any] = {
         "config": Config(
-            connect_timeout=5, read_timeout=40,  # above the 20 s of a long poll
+            connect_timeout=5, read_timeout=read_timeout,
             retries={"max_attempts": 5, "mode": "standard"},
         )
     }
@@ -80,7 +82,7 @@ def sqs_client(region: str | None, endpoint_url: str | None) -> Any:
 
 
 def queue_url(client: Any, queue: str) -> str:
-    """The URL of ``queue`` (a name, or already a URL).
+    """The URL of ``queue`` (a name, ``sqs://<name>``, or already a URL).
 
     Raises:
         ConfigError: no such queue, or no credentials.
@@ -88,6 +90,8 @@ def queue_url(client: Any, queue: str) -> str:
     """
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+    if queue.lower().startswith("sqs://"):
+        queue = queue[len("sqs://"):].strip("/")
     if "://" in queue:
         return queue
     try:
@@ -154,7 +158,7 @@ class SqsSpoolSink:
 
         self._queue = destination.queue
         self._args = (aws_region, aws_endpoint_url)
-        self._client = client if client is not None else sqs_client(*self._args)
+        self._client = client if client is not None else sqs_client(*self._args, read_timeout=10)
         self.url = queue_url(self._client, self._queue)
         try:
             attrs = self._client.get_queue_attributes(
@@ -315,4 +319,4 @@ class SqsSpoolSink:
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
-        self._client = sqs_client(*self._args)
+        self._client = sqs_client(*self._args, read_timeout=10)

@@ -156,7 +156,7 @@ def test_a_failed_entry_is_sent_again(tmp_path, sqs, s3_endpoint):
     assert sorted(m["MessageAttributes"]["eventId"]["StringValue"] for m in got) == sorted(ids)
 
 
-def test_entries_refused_every_time_raise_and_reach_the_fallback_spool(
+def test_records_the_queue_refuses_wait_in_the_fallback_spool_until_it_takes_them(
     tmp_path, sqs, s3_endpoint
 ):
     name, url = new_queue(sqs)
@@ -172,6 +172,13 @@ def test_entries_refused_every_time_raise_and_reach_the_fallback_spool(
     spooled = list((tmp_path / "fallback").rglob("*.jsonl"))
     assert spooled and event_id.encode() in b"".join(p.read_bytes() for p in spooled)
     assert writer.health().status == "degraded"
+    # Once the queue is back, the spooled records go out (once) and the spool empties.
+    assert sqs.create_queue(QueueName=name)["QueueUrl"] == url
+    writer.close()
+    assert writer.health().status == "ok"
+    assert not list((tmp_path / "fallback").rglob("*.jsonl"))
+    got = receive_all(sqs, url)
+    assert [m["MessageAttributes"]["eventId"]["StringValue"] for m in got] == [event_id]
 
 
 def test_an_oversize_record_is_kept_aside_not_lost(tmp_path, sqs, s3_endpoint):
@@ -207,4 +214,30 @@ def test_a_writer_to_a_queue_feeds_the_agent_and_the_reader(tmp_path, sqs, s3_en
                   aws_endpoint_url=s3_endpoint, once=True, wait_s=0)
     assert (stats.written, stats.duplicates, stats.dead_letters) == (30, 0, 0)
     got = [r["eventMetadata"]["eventId"] for r in read_capture(str(store), "taxi-prod", "blue")]
+    assert sorted(got) == sorted(ids)
+
+
+def test_the_agent_skips_records_an_s3_store_already_holds(tmp_path, sqs, s3_endpoint):
+    name, _ = new_queue(sqs)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    bucket = f"store-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    dest = f"s3://{bucket}/capture"
+    ids, data = lines(12)
+    rel = REL.format(uuid.uuid4())
+    sink_for(name, s3_endpoint, tmp_path).append(rel, data)
+    sink_for(name, s3_endpoint, tmp_path).append(rel, data[: data.index(b"\n") + 1])  # again
+
+    def drain_once() -> Any:
+        store = CaptureStore(dest, aws_region="us-east-1", aws_endpoint_url=s3_endpoint)
+        return drain(name, store, aws_region="us-east-1", aws_endpoint_url=s3_endpoint,
+                     once=True, wait_s=0)
+
+    stats = drain_once()
+    assert (stats.received, stats.written, stats.duplicates) == (13, 12, 1)
+    sink_for(name, s3_endpoint, tmp_path).append(rel, data)  # all of them again
+    stats = drain_once()  # a new agent: it learns the ids from the store
+    assert (stats.received, stats.written, stats.duplicates) == (12, 0, 12)
+    got = [r["eventMetadata"]["eventId"]
+           for r in read_capture(dest, "taxi-prod", "blue", aws_endpoint_url=s3_endpoint)]
     assert sorted(got) == sorted(ids)
