@@ -37,7 +37,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mlops.capture._messages import reason
 from mlops.capture.format import CAPTURE_REL, Destination, loads
@@ -243,7 +243,8 @@ class SqsSpoolSink:
         from botocore.exceptions import BotoCoreError, ClientError
 
         failed: list[tuple[dict[str, Any], str]] = []
-        for batch in self._batches(entries):
+        batches = self._batches(entries)
+        for number, batch in enumerate(batches):
             pending = batch
             last_reason = ""
             for attempt in range(self._attempts):
@@ -255,30 +256,34 @@ class SqsSpoolSink:
                 try:
                     answer = self._client.send_message_batch(QueueUrl=self.url, Entries=request)
                 except (ClientError, BotoCoreError) as exc:  # botocore already retried
-                    last_reason = reason(exc)
-                    break
+                    # The queue is unreachable or gone: the rest would wait as long again.
+                    failed.extend((entry, reason(exc)) for entry in pending)
+                    failed.extend((entry, reason(exc)) for rest in batches[number + 1:]
+                                  for entry in rest)
+                    self._failed(failed)
                 refused = {f["Id"]: f for f in answer.get("Failed", [])}
                 for i, entry in enumerate(pending):
                     if str(i) not in refused:
                         self._remember(entry["eventId"])
-                why = {
-                    str(i): f"{f.get('Code')}: {f.get('Message', '')}".strip()
-                    for i, f in refused.items()
-                }
                 pending = [entry for i, entry in enumerate(pending) if str(i) in refused]
-                last_reason = next(iter(why.values()), "")
+                if refused:
+                    first = next(iter(refused.values()))
+                    last_reason = f"{first.get('Code')}: {first.get('Message', '')}".strip()
                 if not pending:
                     break
             failed.extend((entry, last_reason) for entry in pending)
         if failed:
-            self._error = (
-                f"{len(failed)} records not accepted by SQS queue {self._queue} "
-                f"({failed[0][1]})"
-            )
-            raise OSError(self._error)
+            self._failed(failed)
         if self._error is not None:
             self._error = None
             logger.warning("data capture to SQS queue %s works again", self._queue)
+
+    def _failed(self, failed: list[tuple[dict[str, Any], str]]) -> NoReturn:
+        """Raise for records the queue did not take (the fallback spool keeps the lines)."""
+        self._error = (
+            f"{len(failed)} records not accepted by SQS queue {self._queue} ({failed[0][1]})"
+        )
+        raise OSError(self._error)
 
     def _batches(self, entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """Up to 10 entries a batch, the whole batch within the queue's size limit."""
