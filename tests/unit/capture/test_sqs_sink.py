@@ -238,3 +238,11 @@ def test_the_agent_skips_records_an_s3_store_already_holds(tmp_path, sqs, s3_end
     got = [r["eventMetadata"]["eventId"]
            for r in read_capture(dest, "taxi-prod", "blue", aws_endpoint_url=s3_endpoint)]
     assert sorted(got) == sorted(ids)
+
+
+def test_a_missing_queue_is_one_clear_error(tmp_path, s3_endpoint):
+    with pytest.raises(ConfigError, match="queue 'nope-missing' does not exist.*create-queue"):
+        drain("sqs://nope-missing", CaptureStore(str(tmp_path)), aws_region="us-east-1",
+              aws_endpoint_url=s3_endpoint, once=True, wait_s=0)
+    with pytest.raises(ConfigError, match="is an SQS queue"):
+        CaptureStore("sqs://some-queue")
