@@ -180,7 +180,7 @@ def _send(
 ) -> tuple[datetime, datetime, int]:
     """Send every row once at RATE; return the window it covers and the 200 count."""
     from flows.traffic import TrafficGenerator
-    from mlops.endpoints.client import EndpointClient
+    from mlops.backends.local.gateway.client import EndpointClient
 
     start = datetime.now(UTC).replace(microsecond=0)
     with TrafficGenerator(
@@ -286,8 +286,8 @@ def run_demo(
     ``until="deploy"`` it stops after the first deployment (the champion serves on prod)."""
     from flows.cli_deploy import echo_progress, run_first_deployment
     from flows.traffic import TrafficGenerator
-    from mlops.endpoints.client import EndpointClient
-    from mlops.endpoints.manager import describe_endpoint, start_endpoint
+    from mlops.backends.local.gateway.client import EndpointClient
+    from mlops.backends.local.gateway.manager import describe_endpoint, start_endpoint
     from mlops.stages.deploy import endpoint_name, reference_rows
     from mlops.tracking import ALIAS_CHAMPION, connect
 
@@ -404,7 +404,7 @@ def run_demo(
 
 
 def _finish(settings: Settings, keep_endpoints: bool) -> None:
-    from mlops.endpoints.manager import list_endpoints, stop_endpoint
+    from mlops.backends.local.gateway.manager import list_endpoints, stop_endpoint
 
     if keep_endpoints:
         for state in list_endpoints(settings):

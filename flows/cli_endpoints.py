@@ -13,7 +13,7 @@ from rich.table import Table
 from mlops.errors import ConfigError, EndpointError
 
 if TYPE_CHECKING:
-    from mlops.endpoints import EndpointState
+    from mlops.backends.local.gateway import EndpointState
     from mlops.settings import Settings
 
 __all__ = ["endpoint_app"]
@@ -103,7 +103,7 @@ def create(
     ] = False,
 ) -> None:
     """Download the model(s) and start an endpoint on loopback; wait until InService."""
-    from mlops.endpoints import VariantSpec, create_endpoint
+    from mlops.backends.local.gateway import VariantSpec, create_endpoint
 
     specs = [VariantSpec(variant, model)]
     if shadow:
@@ -129,8 +129,8 @@ def describe(
 ) -> None:
     """Status, variants, weights and capture of one endpoint, and a rollout in progress or
     interrupted."""
-    from mlops.endpoints import describe_endpoint
-    from mlops.endpoints.rollout_lock import rollout_status
+    from mlops.backends.local.gateway import describe_endpoint
+    from mlops.backends.local.gateway.rollout_lock import rollout_status
 
     settings = _settings()
     state = describe_endpoint(settings, name)
@@ -167,8 +167,8 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Every local endpoint with its status (a damaged one too, marked so)."""
-    from mlops.endpoints import list_endpoints
-    from mlops.endpoints.state import damaged_endpoints
+    from mlops.backends.local.gateway import list_endpoints
+    from mlops.backends.local.gateway.state import damaged_endpoints
 
     settings = _settings()
     states = list_endpoints(settings)
@@ -204,7 +204,7 @@ def update_weights(
     weights: Annotated[list[str], typer.Argument(help="VARIANT=WEIGHT pairs, e.g. v3=90 v4=10")],
 ) -> None:
     """Change the traffic weights of variants at once (others keep theirs)."""
-    from mlops.endpoints import EndpointClient
+    from mlops.backends.local.gateway import EndpointClient
 
     parsed: dict[str, float] = {}
     for pair in weights:
@@ -263,7 +263,7 @@ def update(
         raise ConfigError(f"--model {model!r} is not NAME/VERSION; write e.g. --model taxi/3")
     settings = _settings()
     if allow_code:
-        from mlops.endpoints.model_policy import allow_code as allow_model_code
+        from mlops.backends.local.gateway.model_policy import allow_code as allow_model_code
 
         allow_model_code(settings, name)
     policy = BlueGreenPolicy.from_settings(
@@ -302,7 +302,7 @@ def add_variant(
     shadow: Annotated[bool, typer.Option(help="gets a copy of each request instead")] = False,
 ) -> None:
     """Start another variant on a running endpoint (from the registry or a folder)."""
-    from mlops.endpoints.manager import add_variant as add
+    from mlops.backends.local.gateway.manager import add_variant as add
 
     with out.status(f"starting variant {variant} on {name}…"):
         added = add(
@@ -323,7 +323,7 @@ def remove_variant(
     variant: Annotated[str, typer.Argument(help="variant to stop and remove")],
 ) -> None:
     """Take a variant out of routing and stop its model server (capture flushed)."""
-    from mlops.endpoints.manager import remove_variant as remove
+    from mlops.backends.local.gateway.manager import remove_variant as remove
 
     remove(_settings(), name, variant)
     out.print(f"{name}: removed variant {variant}")
@@ -332,7 +332,7 @@ def remove_variant(
 @endpoint_app.command("start")
 def start(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
     """Start a stopped endpoint again from its saved state."""
-    from mlops.endpoints import start_endpoint
+    from mlops.backends.local.gateway import start_endpoint
 
     with out.status(f"starting endpoint {name}…"):
         state = start_endpoint(_settings(), name)
@@ -342,7 +342,7 @@ def start(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
 @endpoint_app.command("stop")
 def stop(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
     """Stop the gateway and its variants (capture flushed); `start` brings it back."""
-    from mlops.endpoints import stop_endpoint
+    from mlops.backends.local.gateway import stop_endpoint
 
     with out.status(f"stopping endpoint {name}…"):
         state = stop_endpoint(_settings(), name)
@@ -362,7 +362,7 @@ def delete(
     ] = False,
 ) -> None:
     """Stop the endpoint and remove its state (captured data stays)."""
-    from mlops.endpoints import delete_endpoint
+    from mlops.backends.local.gateway import delete_endpoint
 
     with out.status(f"deleting endpoint {name}…"):
         delete_endpoint(_settings(), name, force=force)
@@ -406,7 +406,7 @@ def invoke(
     inference_id: Annotated[str | None, typer.Option(help="id recorded with capture")] = None,
 ) -> None:
     """Send one request to the endpoint and print the answer."""
-    from mlops.endpoints import EndpointClient
+    from mlops.backends.local.gateway import EndpointClient
 
     if body.startswith("@"):
         path = Path(body[1:])

@@ -156,7 +156,7 @@ def ground_truth_add(
     settings = load_settings()
     destination = capture
     if destination is None:
-        from mlops.endpoints.manager import describe_endpoint
+        from mlops.backends.local.gateway.manager import describe_endpoint
 
         try:
             state = describe_endpoint(settings, endpoint)

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mlops.endpoints.client import EndpointClient
+    from mlops.backends.local.gateway.client import EndpointClient
 
 __all__ = ["TrafficGenerator"]
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["BACKENDS", "ComputeBackend", "TrainingJobResult", "TrainingJobSpec", "get_backend"]
 
 BACKENDS: dict[str, str] = {
-    "local": "mlops.backends.local:LocalBackend",
+    "local": "mlops.backends.local.compute:LocalBackend",
 }
 
 

@@ -1,9 +1,9 @@
 """Auto-rollback alarms: error rates, latency and a model-signal gate on green's traffic.
 
 The model-signal gate compares green with blue on the same requests: during a bake the
-gateway mirrors a sample of green's requests to blue (:mod:`mlops.endpoints.pairing`), so
-each pair holds green's and blue's prediction for one row. The statistic is the share of
-pairs that differ (:func:`paired_signal`):
+gateway mirrors a sample of green's requests to blue
+(:mod:`~mlops.backends.local.gateway.pairing`), so each pair holds green's and blue's
+prediction for one row. The statistic is the share of pairs that differ (:func:`paired_signal`):
 
 * regression: a pair differs when ``|green - blue| > signal_tolerance * max(|blue|, m)``,
   ``m`` the median ``|blue|`` of the pairs. Relative to blue's answer, but for answers

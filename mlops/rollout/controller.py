@@ -32,7 +32,7 @@ from mlops.rollout.alarms import AlarmReport, Pair, VariantWindow, evaluate_alar
 from mlops.rollout.policy import BlueGreenPolicy
 
 if TYPE_CHECKING:
-    from mlops.endpoints.client import EndpointClient
+    from mlops.backends.local.gateway.client import EndpointClient
 
 __all__ = [
     "Phase",

@@ -12,7 +12,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from mlops.endpoints.rollout_lock import RolloutNote, clear_note, write_note
+from mlops.backends.local.gateway.rollout_lock import RolloutNote, clear_note, write_note
 from mlops.rollout.controller import Phase, RolloutResult, RolloutStep
 from mlops.rollout.record import RolloutRecorder
 

@@ -112,9 +112,9 @@ def resolve_sources(
         EndpointNotFoundError: neither a local endpoint nor any capture of that name; the
             message lists the endpoints that exist.
     """
+    from mlops.backends.local.gateway.manager import describe_endpoint, list_endpoints
+    from mlops.backends.local.gateway.state import endpoint_metrics_dir
     from mlops.capture import list_variants
-    from mlops.endpoints.manager import describe_endpoint, list_endpoints
-    from mlops.endpoints.state import endpoint_metrics_dir
 
     state = None
     try:

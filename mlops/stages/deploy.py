@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
 
-    from mlops.endpoints.state import EndpointState
+    from mlops.backends.local.gateway.state import EndpointState
     from mlops.settings import Settings
 
 __all__ = [
@@ -188,7 +188,7 @@ def deploy_to_endpoint(
             rollout waits for ``mlops endpoint rollback`` or ``resume`` (the message says
             which, and who).
     """
-    from mlops.endpoints.rollout_lock import EndpointLock, LockHolder
+    from mlops.backends.local.gateway.rollout_lock import EndpointLock, LockHolder
 
     holder = LockHolder.of_this_process("rollout", f"{model_name} v{version}")
     with EndpointLock(settings.endpoints_dir, endpoint, holder):
@@ -206,8 +206,8 @@ def deploy_to_endpoint(
 
 def refuse_if_interrupted(settings: Settings, endpoint: str) -> None:
     """Raise :class:`RolloutError` when ``endpoint`` has an interrupted rollout."""
-    from mlops.endpoints.manager import describe_endpoint
-    from mlops.endpoints.rollout_lock import read_note
+    from mlops.backends.local.gateway.manager import describe_endpoint
+    from mlops.backends.local.gateway.rollout_lock import read_note
     from mlops.errors import EndpointError
 
     note = read_note(settings.endpoints_dir, endpoint)
@@ -235,7 +235,7 @@ def _deploy_locked(
     require_live_traffic: bool,
     tags: dict[str, str] | None,
 ) -> RolloutResult:
-    from mlops.endpoints.manager import VariantSpec, create_endpoint, describe_endpoint
+    from mlops.backends.local.gateway.manager import VariantSpec, create_endpoint, describe_endpoint
 
     client = connect(settings)
     mv = get_version(client, model_name, version)
@@ -268,7 +268,7 @@ def _deploy_locked(
             )
         else:
             if state.status == "OutOfService":
-                from mlops.endpoints.manager import start_endpoint
+                from mlops.backends.local.gateway.manager import start_endpoint
 
                 start_endpoint(settings, endpoint)
             variant = next(v.name for v in state.variants if not v.shadow and v.weight > 0)
@@ -298,7 +298,7 @@ def _deploy_locked(
         )
     else:
         if state.status == "OutOfService":
-            from mlops.endpoints.manager import start_endpoint
+            from mlops.backends.local.gateway.manager import start_endpoint
 
             start_endpoint(settings, endpoint)
         stage_started(
@@ -337,7 +337,7 @@ def roll_out(
 ) -> RolloutResult:
     """Run a blue/green rollout on the endpoint of ``state`` (its lock held by the caller),
     its record and in-progress note written as it goes; ``resume`` continues one."""
-    from mlops.endpoints.client import EndpointClient
+    from mlops.backends.local.gateway.client import EndpointClient
     from mlops.rollout.journal import RolloutJournal
 
     endpoint = state.name
@@ -484,7 +484,7 @@ def evaluate_on_endpoint(
     import numpy as np
     import pandas as pd
 
-    from mlops.endpoints.client import EndpointClient
+    from mlops.backends.local.gateway.client import EndpointClient
     from mlops.evaluation.metrics import compute_metrics
 
     client = connect(settings)

@@ -58,8 +58,8 @@ def probe_endpoint(
     told and ``alarm`` is set.
     """
 
-    from mlops.endpoints.client import EndpointClient
-    from mlops.endpoints.manager import describe_endpoint
+    from mlops.backends.local.gateway.client import EndpointClient
+    from mlops.backends.local.gateway.manager import describe_endpoint
 
     endpoint = endpoint or endpoint_name(settings, model_name, "prod")
     errors: list[str] = []

@@ -1,9 +1,9 @@
 """Finish a rollout whose process died: roll it back to blue, or resume it.
 
 A rollout writes a note beside its endpoint's state while it runs
-(:mod:`mlops.endpoints.rollout_lock`). Found while nobody holds the endpoint's rollout lock,
-the note is an interrupted rollout: traffic may be split between blue and green, and its
-record run is still RUNNING. :func:`rollback_rollout` puts all traffic back on blue;
+(:mod:`mlops.backends.local.gateway.rollout_lock`). Found while nobody holds the endpoint's
+rollout lock, the note is an interrupted rollout: traffic may be split between blue and
+green, and its record run is still RUNNING. :func:`rollback_rollout` puts all traffic back on blue;
 :func:`resume_rollout` continues it from the step it was in. Both take the lock, so they
 refuse while a live process still holds it.
 """
@@ -19,8 +19,8 @@ from mlops.errors import EndpointError, RolloutError
 from mlops.stages._progress import stage_done, stage_started
 
 if TYPE_CHECKING:
-    from mlops.endpoints.rollout_lock import LockHolder, RolloutNote
-    from mlops.endpoints.state import EndpointState
+    from mlops.backends.local.gateway.rollout_lock import LockHolder, RolloutNote
+    from mlops.backends.local.gateway.state import EndpointState
     from mlops.rollout import RolloutResult
     from mlops.settings import Settings
 
@@ -56,8 +56,8 @@ def rollback_rollout(settings: Settings, name: str) -> RollbackResult:
         RolloutError: a live process holds the endpoint's rollout lock; there is no
             interrupted rollout; or blue is gone (the rollout had retired it: resume it).
     """
-    from mlops.endpoints.client import EndpointClient
-    from mlops.endpoints.rollout_lock import EndpointLock, clear_note
+    from mlops.backends.local.gateway.client import EndpointClient
+    from mlops.backends.local.gateway.rollout_lock import EndpointLock, clear_note
     from mlops.rollout.controller import restore_blue
 
     with EndpointLock(settings.endpoints_dir, name, _holder(settings, name, "rollback")):
@@ -110,7 +110,7 @@ def resume_rollout(settings: Settings, name: str) -> RolloutResult:
         RolloutError: a live process holds the endpoint's rollout lock, or there is no
             interrupted rollout to resume.
     """
-    from mlops.endpoints.rollout_lock import EndpointLock
+    from mlops.backends.local.gateway.rollout_lock import EndpointLock
     from mlops.rollout import BlueGreenPolicy
     from mlops.rollout.controller import ResumePoint
     from mlops.stages.deploy import endpoint_name, promote_champion, roll_out
@@ -158,7 +158,7 @@ def resume_rollout(settings: Settings, name: str) -> RolloutResult:
 
 
 def _holder(settings: Settings, name: str, action: str) -> LockHolder:
-    from mlops.endpoints.rollout_lock import LockHolder, read_note
+    from mlops.backends.local.gateway.rollout_lock import LockHolder, read_note
 
     try:
         note = read_note(settings.endpoints_dir, name)
@@ -169,8 +169,8 @@ def _holder(settings: Settings, name: str, action: str) -> LockHolder:
 
 
 def _interrupted(settings: Settings, name: str, verb: str) -> RolloutNote:
-    from mlops.endpoints.manager import describe_endpoint
-    from mlops.endpoints.rollout_lock import read_note
+    from mlops.backends.local.gateway.manager import describe_endpoint
+    from mlops.backends.local.gateway.rollout_lock import read_note
 
     note = read_note(settings.endpoints_dir, name)
     if note is None:
@@ -185,7 +185,7 @@ def _interrupted(settings: Settings, name: str, verb: str) -> RolloutNote:
 
 def _running(settings: Settings, name: str) -> EndpointState:
     """The endpoint's live state, its gateway started first when it is stopped."""
-    from mlops.endpoints.manager import describe_endpoint, start_endpoint
+    from mlops.backends.local.gateway.manager import describe_endpoint, start_endpoint
 
     state = describe_endpoint(settings, name)
     if state.status == "OutOfService":

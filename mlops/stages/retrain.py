@@ -326,7 +326,7 @@ def labelled_capture(
 
 def _capture_destination(settings: Settings, endpoint: str) -> str:
     """Where the endpoint writes its capture: its own setting, else the configured one."""
-    from mlops.endpoints.manager import describe_endpoint
+    from mlops.backends.local.gateway.manager import describe_endpoint
     from mlops.errors import EndpointNotFoundError
 
     try:

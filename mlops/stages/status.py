@@ -63,7 +63,7 @@ def _version_text(client: MlflowClient, name: str, version: object | None) -> st
 
 def model_status(settings: Settings) -> list[ModelStatus]:
     """Every registered model with its champion, challenger, endpoints and last runs."""
-    from mlops.endpoints.manager import list_endpoints
+    from mlops.backends.local.gateway.manager import list_endpoints
 
     client = connect(settings)
     endpoints = list_endpoints(settings)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from mlops.endpoints import (
+from mlops.backends.local.gateway import (
     VariantSpec,
     create_endpoint,
     delete_endpoint,

@@ -21,15 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from mlops.capture import read_capture
-from mlops.endpoints import (
+from mlops.backends.local.gateway import (
     EndpointClient,
     VariantSpec,
     create_endpoint,
     delete_endpoint,
     stop_endpoint,
 )
-from mlops.endpoints.state import endpoint_metrics_dir
+from mlops.backends.local.gateway.state import endpoint_metrics_dir
+from mlops.capture import read_capture
 from mlops.monitoring.endpoint_metrics import read_records
 from mlops.settings import Settings
 from tests.conftest import make_settings

@@ -27,11 +27,11 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.traffic import TrafficGenerator
-from mlops.endpoints import VariantSpec, create_endpoint
-from mlops.endpoints.client import EndpointClient
-from mlops.endpoints.manager import delete_endpoint, describe_endpoint, list_endpoints
-from mlops.endpoints.model_policy import allow_code
-from mlops.endpoints.rollout_lock import lock_holder, read_note
+from mlops.backends.local.gateway import VariantSpec, create_endpoint
+from mlops.backends.local.gateway.client import EndpointClient
+from mlops.backends.local.gateway.manager import delete_endpoint, describe_endpoint, list_endpoints
+from mlops.backends.local.gateway.model_policy import allow_code
+from mlops.backends.local.gateway.rollout_lock import lock_holder, read_note
 from mlops.errors import ApprovalError, ConfigError, RolloutError
 from mlops.registry import approve, get_alias_version
 from mlops.rollout import BlueGreenPolicy, RolloutResult

@@ -21,10 +21,15 @@ from typing import Any
 import pytest
 
 from flows.traffic import TrafficGenerator
+from mlops.backends.local.gateway import (
+    VariantSpec,
+    create_endpoint,
+    delete_endpoint,
+    stop_endpoint,
+)
+from mlops.backends.local.gateway.client import EndpointClient
+from mlops.backends.local.gateway.state import endpoint_metrics_dir
 from mlops.capture import read_capture
-from mlops.endpoints import VariantSpec, create_endpoint, delete_endpoint, stop_endpoint
-from mlops.endpoints.client import EndpointClient
-from mlops.endpoints.state import endpoint_metrics_dir
 from mlops.monitoring.endpoint_metrics import read_records
 from mlops.rollout import AlarmThresholds, BlueGreenPolicy, RolloutResult
 from mlops.settings import Settings

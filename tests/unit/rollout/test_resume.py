@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from mlops.endpoints.client import InvokeResult
-from mlops.endpoints.state import EndpointState, VariantState
+from mlops.backends.local.gateway.client import InvokeResult
+from mlops.backends.local.gateway.state import EndpointState, VariantState
 from mlops.errors import RolloutError
 from mlops.rollout import BlueGreenPolicy, RolloutStep, run_rollout
 from mlops.rollout.controller import Phase, ResumePoint

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from mlops.endpoints.admin_auth import read_token, token_path
-from mlops.endpoints.state import EndpointState, VariantState, endpoint_dir, load_state
+from mlops.backends.local.gateway.admin_auth import read_token, token_path
+from mlops.backends.local.gateway.state import EndpointState, VariantState, endpoint_dir, load_state
 from mlops.errors import EndpointError, ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ class EndpointClient:
             name: variant name, e.g. ``v4``.
             model_ref: ``models:/NAME/VERSION`` or ``NAME@ALIAS`` (downloaded by the gateway).
             model_dir: instead of ``model_ref``, a local MLflow model folder that the
-                endpoint's owner chose (:func:`mlops.endpoints.manager.add_variant`); the
+                endpoint's owner chose (:func:`.manager.add_variant`); the
                 gateway refuses any other folder.
             weight: relative traffic weight (0: only reachable with a target-variant header).
             shadow: receive a copy of every request; its answers are never returned.

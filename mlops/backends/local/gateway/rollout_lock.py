@@ -32,8 +32,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from mlops.endpoints.processes import command_line
-from mlops.endpoints.state import EndpointState, endpoint_dir, utcnow, write_atomically
+from mlops.backends.local.gateway.processes import command_line
+from mlops.backends.local.gateway.state import EndpointState, endpoint_dir, utcnow, write_atomically
 from mlops.errors import RolloutError
 
 __all__ = [

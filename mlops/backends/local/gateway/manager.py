@@ -1,7 +1,7 @@
 """Create, describe, list, start, stop and delete local endpoints.
 
-An endpoint is a gateway process on loopback (``python -m mlops.endpoints``) that hosts one
-model server per variant. Its state lives in ``<settings.endpoints_dir>/<name>/``:
+An endpoint is a gateway process on loopback (``python -m mlops.backends.local.gateway``) that
+hosts one model server per variant. Its state lives in ``<settings.endpoints_dir>/<name>/``:
 ``endpoint.json`` (what to run), ``gateway.log`` and ``variants/<variant>.log``, and the
 owner's files: ``admin.token`` (mode 0600, the admin API's credential, created before the
 gateway starts) and ``model_policy.json`` (which models the admin API may load). Model
@@ -24,10 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlops.endpoints.admin_auth import ensure_token
-from mlops.endpoints.client import EndpointClient
-from mlops.endpoints.model_policy import ModelPolicy, allow_folder, check_code, save_policy
-from mlops.endpoints.processes import (
+from mlops.backends.local.gateway.admin_auth import ensure_token
+from mlops.backends.local.gateway.client import EndpointClient
+from mlops.backends.local.gateway.model_policy import (
+    ModelPolicy,
+    allow_folder,
+    check_code,
+    save_policy,
+)
+from mlops.backends.local.gateway.processes import (
     find_free_port,
     find_processes,
     is_process_of,
@@ -36,7 +41,7 @@ from mlops.endpoints.processes import (
     port_is_free,
     terminate_process,
 )
-from mlops.endpoints.state import (
+from mlops.backends.local.gateway.state import (
     STATE_FILE,
     CaptureState,
     EndpointState,
@@ -388,7 +393,7 @@ def _free_port_besides(taken: int) -> int:
 
 
 def _gateway_running(state: EndpointState) -> bool:
-    return is_process_of(state.gateway_pid, "mlops.endpoints", state.name)
+    return is_process_of(state.gateway_pid, "mlops.backends.local.gateway", state.name)
 
 
 def _gateway_env(settings: Settings) -> dict[str, str]:
@@ -413,7 +418,7 @@ def _spawn_gateway(settings: Settings, name: str) -> int:
     log = folder / "gateway.log"
     with log.open("ab") as fh:
         fh.write(f"\n--- starting gateway of endpoint {name}\n".encode())
-    command = [sys.executable, "-m", "mlops.endpoints", "--endpoint", name]
+    command = [sys.executable, "-m", "mlops.backends.local.gateway", "--endpoint", name]
     # A short-lived launcher starts it, so the gateway is re-parented to init: a long-lived
     # caller (a Prefect worker, a test session) collects no zombie when it exits.
     launched = subprocess.run(
@@ -515,9 +520,10 @@ def _teardown(settings: Settings, name: str, *, delete: bool = False) -> None:
 def _stop_found(settings: Settings, name: str) -> list[int]:
     """Stop the processes running for endpoint ``name`` of this work dir; return their pids.
 
-    Found by their command lines (the gateway: ``-m mlops.endpoints --endpoint NAME``; a
-    model server: ``-m mlops.serving ... --endpoint-name NAME``) and by ``MLOPS_WORK_DIR`` in
-    their environment, so a same-named endpoint of another project is left alone.
+    Found by their command lines (the gateway: ``-m mlops.backends.local.gateway --endpoint
+    NAME``; a model server: ``-m mlops.serving ... --endpoint-name NAME``) and by
+    ``MLOPS_WORK_DIR`` in their environment, so a same-named endpoint of another project is
+    left alone.
     """
     env = {"MLOPS_WORK_DIR": str(settings.work_dir.resolve())}
 
@@ -525,7 +531,7 @@ def _stop_found(settings: Settings, name: str) -> list[int]:
         return args[args.index(flag) + 1] if flag in args[:-1] else None
 
     gateways = find_processes(
-        lambda a: "mlops.endpoints" in a and after(a, "--endpoint") == name, env=env
+        lambda a: "mlops.backends.local.gateway" in a and after(a, "--endpoint") == name, env=env
     )
     for pid in gateways:  # a gateway stops its model servers as it shuts down
         terminate_process(pid, grace_s=SHUTDOWN_TIMEOUT_S)

@@ -7,8 +7,8 @@ rollout shifts traffic between variants.
 
 from __future__ import annotations
 
-from mlops.endpoints.client import EndpointClient, InvokeResult
-from mlops.endpoints.manager import (
+from mlops.backends.local.gateway.client import EndpointClient, InvokeResult
+from mlops.backends.local.gateway.manager import (
     VariantSpec,
     add_variant,
     create_endpoint,
@@ -20,7 +20,7 @@ from mlops.endpoints.manager import (
     start_endpoint,
     stop_endpoint,
 )
-from mlops.endpoints.state import CaptureState, EndpointState, VariantState
+from mlops.backends.local.gateway.state import CaptureState, EndpointState, VariantState
 
 __all__ = [
     "CaptureState",
