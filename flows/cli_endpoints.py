@@ -1,4 +1,12 @@
-"""``mlops endpoint``: local endpoints (a gateway on loopback hosting model-server variants)."""
+"""``mlops endpoint``: local endpoints (a gateway on loopback hosting model-server variants).
+
+Traffic, invocations, variant removal, stopping and the rollout commands go through the
+endpoint backend Protocol (``mlops.backends``). Creating, starting, describing, listing,
+adding a variant from a model folder and deleting with ``--force`` are the local gateway's
+own (ports, admin token, model policy, the state file and its processes): those commands
+import ``mlops.backends.local.gateway``, the one place in ``flows`` allowed to (see the
+import-linter contracts in pyproject.toml).
+"""
 
 from __future__ import annotations
 
@@ -107,7 +115,7 @@ def create(
 
     specs = [VariantSpec(variant, model)]
     if shadow:
-        specs.append(VariantSpec(shadow_variant, shadow, weight=0.0, shadow=True))
+        specs.append(VariantSpec(shadow_variant, shadow, initial_weight=0.0, shadow=True))
     with out.status(f"creating endpoint {name}…"):
         state = create_endpoint(
             _settings(),
@@ -130,7 +138,7 @@ def describe(
     """Status, variants, weights and capture of one endpoint, and a rollout in progress or
     interrupted."""
     from mlops.backends.local.gateway import describe_endpoint
-    from mlops.backends.local.gateway.rollout_lock import rollout_status
+    from mlops.rollout.lock import rollout_status
 
     settings = _settings()
     state = describe_endpoint(settings, name)
@@ -204,7 +212,7 @@ def update_weights(
     weights: Annotated[list[str], typer.Argument(help="VARIANT=WEIGHT pairs, e.g. v3=90 v4=10")],
 ) -> None:
     """Change the traffic weights of variants at once (others keep theirs)."""
-    from mlops.backends.local.gateway import EndpointClient
+    from mlops.backends import get_endpoint_backend
 
     parsed: dict[str, float] = {}
     for pair in weights:
@@ -215,9 +223,9 @@ def update_weights(
             sep = ""
         if not sep or not key.strip():
             raise ConfigError(f"{pair!r} is not VARIANT=WEIGHT; write e.g. v3=90 v4=10")
-    with EndpointClient.for_endpoint(_settings(), name) as client:
-        client.set_weights(parsed)
-        state = client.state()
+    with get_endpoint_backend(_settings()) as backend:
+        backend.set_weights(name, parsed)
+        state = backend.describe_endpoint(name)
     total = sum(v.weight for v in state.variants if not v.shadow)
     shares = [
         f"{v.name}=shadow"
@@ -255,7 +263,6 @@ def update(
     approval and does not move the champion alias: use it for endpoints other than prod.
     """
     from flows.cli_deploy import show_rollout
-    from mlops.rollout import BlueGreenPolicy
     from mlops.stages.deploy import deploy_to_endpoint
 
     model_name, sep, version = model.partition("/")
@@ -266,8 +273,7 @@ def update(
         from mlops.backends.local.gateway.model_policy import allow_code as allow_model_code
 
         allow_model_code(settings, name)
-    policy = BlueGreenPolicy.from_settings(
-        settings,
+    policy = settings.rollout.policy(
         traffic_routing=routing.upper(),
         canary_size=canary_size,
         linear_step=linear_step,
@@ -323,9 +329,10 @@ def remove_variant(
     variant: Annotated[str, typer.Argument(help="variant to stop and remove")],
 ) -> None:
     """Take a variant out of routing and stop its model server (capture flushed)."""
-    from mlops.backends.local.gateway.manager import remove_variant as remove
+    from mlops.backends import get_endpoint_backend
 
-    remove(_settings(), name, variant)
+    with get_endpoint_backend(_settings()) as backend:
+        backend.remove_variant(name, variant)
     out.print(f"{name}: removed variant {variant}")
 
 
@@ -342,10 +349,15 @@ def start(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
 @endpoint_app.command("stop")
 def stop(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
     """Stop the gateway and its variants (capture flushed); `start` brings it back."""
-    from mlops.backends.local.gateway import stop_endpoint
+    from mlops.backends import EndpointProcesses, get_endpoint_backend
 
-    with out.status(f"stopping endpoint {name}…"):
-        state = stop_endpoint(_settings(), name)
+    with get_endpoint_backend(_settings()) as backend, out.status(f"stopping endpoint {name}…"):
+        if not isinstance(backend, EndpointProcesses):
+            raise EndpointError(
+                f"endpoints of the {backend.name} backend do not run on this machine, so they "
+                f"cannot be stopped here; `mlops endpoint delete {name}` removes one"
+            )
+        state = backend.stop_endpoint(name)
     out.print(f"{name}: {_status(state.status)}; start it again with `mlops endpoint start {name}`")
 
 
@@ -406,7 +418,7 @@ def invoke(
     inference_id: Annotated[str | None, typer.Option(help="id recorded with capture")] = None,
 ) -> None:
     """Send one request to the endpoint and print the answer."""
-    from mlops.backends.local.gateway import EndpointClient
+    from mlops.backends import get_endpoint_backend
 
     if body.startswith("@"):
         path = Path(body[1:])
@@ -415,10 +427,11 @@ def invoke(
         data = path.read_bytes()
     else:
         data = body.encode()
-    with EndpointClient.for_endpoint(_settings(), name) as client:
-        result = client.invoke(
+    with get_endpoint_backend(_settings()) as backend:
+        result = backend.invoke(
+            name,
             data,
-            content_type,
+            content_type=content_type,
             accept=accept,
             target_variant=target_variant,
             inference_id=inference_id,

@@ -21,7 +21,8 @@ from flows.hooks import forward_mlops_logs, notify_failure
 from flows.notify import send_notification
 from mlops import registry
 from mlops.errors import ModelNotFoundError, RolloutError
-from mlops.rollout import BlueGreenPolicy, RolloutResult
+from mlops.policy import BlueGreenPolicy
+from mlops.rollout import RolloutResult
 from mlops.settings import Settings, load_settings
 from mlops.stages import deploy
 from mlops.stages.deploy import EndpointEvaluation
@@ -161,8 +162,7 @@ def deployment_pipeline(
             )
         version = str(challenger.version)
     version = str(registry.get_version(client, model_name, version).version)
-    policy = BlueGreenPolicy.from_settings(
-        settings,
+    policy = settings.rollout.policy(
         traffic_routing=traffic_routing,
         canary_size=canary_size,
         linear_step=linear_step,

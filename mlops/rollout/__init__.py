@@ -10,17 +10,13 @@ from mlops.rollout.alarms import (
     paired_signal,
 )
 from mlops.rollout.controller import RolloutResult, RolloutStep, run_rollout, variant_name_for
-from mlops.rollout.policy import AlarmThresholds, BlueGreenPolicy, TrafficRouting
 from mlops.rollout.record import plot_rollout, record_rollout
 
 __all__ = [
     "AlarmReport",
-    "AlarmThresholds",
-    "BlueGreenPolicy",
     "PairedSignal",
     "RolloutResult",
     "RolloutStep",
-    "TrafficRouting",
     "VariantWindow",
     "evaluate_alarms",
     "paired_signal",

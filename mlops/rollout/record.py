@@ -22,7 +22,7 @@ from mlops.tracking import Tags, connect, deployments_experiment, ensure_experim
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from mlops.rollout.policy import BlueGreenPolicy
+    from mlops.policy import BlueGreenPolicy
     from mlops.settings import Settings
 
 __all__ = ["RolloutRecorder", "mark_interrupted", "plot_rollout", "record_rollout"]

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from mlops.backends.base import LogSink
+from mlops.backends import LogSink
 from mlops.stages._artifacts import save_result
 from mlops.stages.baseline import baseline
 from mlops.stages.evaluate import evaluate

@@ -63,7 +63,7 @@ def endpoint(ep_settings: Settings, taxi_ref: str, second_ref: str) -> Iterator[
         NAME,
         [
             VariantSpec("v1", taxi_ref),
-            VariantSpec("shadow", second_ref, weight=0.0, shadow=True),
+            VariantSpec("shadow", second_ref, initial_weight=0.0, shadow=True),
         ],
         sampling=100,
     )

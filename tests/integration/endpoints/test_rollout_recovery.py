@@ -28,8 +28,8 @@ from mlops.backends.local.gateway import (
     delete_endpoint,
 )
 from mlops.backends.local.gateway.manager import describe_endpoint
-from mlops.backends.local.gateway.rollout_lock import lock_holder, read_note
 from mlops.errors import EndpointError, EndpointNotFoundError, EndpointStateError, RolloutError
+from mlops.rollout.lock import lock_holder, read_note
 from mlops.settings import Settings
 from mlops.tracking import Tags, connect
 from tests.conftest import BIN

@@ -20,10 +20,10 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlops.backends.endpoint import VariantSpec
 from mlops.backends.local.gateway.admin_auth import ensure_token
 from mlops.backends.local.gateway.client import EndpointClient
 from mlops.backends.local.gateway.model_policy import (
@@ -74,23 +74,6 @@ READY_TIMEOUT_S = 300.0
 SHUTDOWN_TIMEOUT_S = 60.0
 
 
-@dataclass(frozen=True)
-class VariantSpec:
-    """A variant to create: a registered model behind a name, with a traffic weight.
-
-    Attributes:
-        name: variant name (SageMaker's rule: letters, digits, hyphens), e.g. ``v3``.
-        model_ref: ``models:/NAME/VERSION`` or ``NAME@ALIAS``.
-        weight: relative share of traffic among production variants.
-        shadow: gets a copy of every request; its answers are only captured, never returned.
-    """
-
-    name: str
-    model_ref: str
-    weight: float = 1.0
-    shadow: bool = False
-
-
 def _check_specs(name: str, variants: list[VariantSpec]) -> None:
     validate_name(name, "endpoint")
     if not variants:
@@ -104,13 +87,14 @@ def _check_specs(name: str, variants: list[VariantSpec]) -> None:
         if spec.name in seen:
             raise EndpointError(f"variant name {spec.name!r} is used twice; names must differ")
         seen.add(spec.name)
-        if not (math.isfinite(spec.weight) and spec.weight >= 0):
+        if not (math.isfinite(spec.initial_weight) and spec.initial_weight >= 0):
             raise EndpointError(
-                f"variant {spec.name!r} has weight {spec.weight}; use a finite number >= 0"
+                f"variant {spec.name!r} has weight {spec.initial_weight}; use a finite number "
+                ">= 0"
             )
     if sum(1 for s in variants if s.shadow) > 1:
         raise EndpointError(f"endpoint {name!r} may have one shadow variant at most")
-    if not any(not s.shadow and s.weight > 0 for s in variants):
+    if not any(not s.shadow and s.initial_weight > 0 for s in variants):
         raise EndpointError(
             f"endpoint {name!r} needs a production (non-shadow) variant with weight > 0 "
             "to take traffic"
@@ -176,7 +160,8 @@ def create_endpoint(
         check_code(model_dir, policy, name)
         states.append(VariantState(
             name=spec.name, model_ref=spec.model_ref, model_name=model_name,
-            model_version=version, model_dir=model_dir, weight=spec.weight, shadow=spec.shadow,
+            model_version=version, model_dir=model_dir, weight=spec.initial_weight,
+            shadow=spec.shadow,
         ))  # fmt: skip
     enabled = settings.serving.capture.enabled if capture is None else capture
     port = port or find_free_port()
