@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 BACKENDS: dict[str, str] = {
-    "local": "mlops.backends.local.compute:LocalBackend",
+    "local": "mlops.backends.local:LocalBackend",
 }
 """Compute backends: name → ``module:class``, the class taking the settings."""
 

@@ -1,7 +1,12 @@
-"""Blue/green rollouts with auto-rollback onto local endpoints, and their records."""
+"""Blue/green rollouts with auto-rollback over an endpoint backend, and their records.
+
+The policy a rollout runs is :mod:`mlops.policy`'s (the settings hold the same object); its
+classes are part of this package's public names too, as the rollout's input.
+"""
 
 from __future__ import annotations
 
+from mlops.policy import AlarmThresholds, BlueGreenPolicy, TrafficRouting
 from mlops.rollout.alarms import (
     AlarmReport,
     PairedSignal,
@@ -14,9 +19,12 @@ from mlops.rollout.record import plot_rollout, record_rollout
 
 __all__ = [
     "AlarmReport",
+    "AlarmThresholds",
+    "BlueGreenPolicy",
     "PairedSignal",
     "RolloutResult",
     "RolloutStep",
+    "TrafficRouting",
     "VariantWindow",
     "evaluate_alarms",
     "paired_signal",

@@ -2,7 +2,9 @@
 
 The local backend's counterpart of a SageMaker endpoint: weighted production variants, a
 shadow variant, data capture, target-variant routing, and an admin API through which a
-rollout shifts traffic between variants.
+rollout shifts traffic between variants. Stages and flows reach it through
+:class:`mlops.backends.local.endpoint.LocalEndpointBackend` (the endpoint backend Protocol);
+``VariantSpec`` and ``InvokeResult`` are the Protocol's own.
 """
 
 from __future__ import annotations
