@@ -4,9 +4,9 @@ In a temp dir: train and register ``taxi`` (``run_training_pipeline``), start
 
   direct    ``python -m mlops.serving --model models:/taxi/1`` (default workers: one per
             core), data capture on at 100% to a temp folder;
-  endpoint  a local endpoint (``mlops.endpoints.manager.create_endpoint``) with one variant
-            of the same model at weight 1 and capture at 100% to another folder: the path
-            users and rollouts take (gateway, then the variant's model server);
+  endpoint  a local endpoint (``mlops.backends.local.gateway.manager.create_endpoint``) with
+            one variant of the same model at weight 1 and capture at 100% to another folder:
+            the path users and rollouts take (gateway, then the variant's model server);
   mlflow    ``mlflow models serve -m models:/taxi/1 --env-manager local`` with as many
             workers (``--mlflow-workers`` to change), the same tracking store;
 
@@ -149,7 +149,7 @@ def write_script(folder: Path, inference_id: str) -> Path:
 
 def start_endpoint(settings: Any, uri: str, capture: Path, workers: int | None) -> Any:
     """Create the endpoint ``bench`` with one variant of ``uri``; its state."""
-    from mlops.endpoints.manager import VariantSpec, create_endpoint
+    from mlops.backends.local.gateway.manager import VariantSpec, create_endpoint
 
     if workers:
         settings.serving.workers = workers
@@ -207,7 +207,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="mlops-bench-serving-"))
     os.chdir(root)  # MLflow writes some model artifacts relative to the working directory
     sys.path.insert(0, str(REPO))
-    from mlops.endpoints.manager import delete_endpoint, stop_endpoint
+    from mlops.backends.local.gateway.manager import delete_endpoint, stop_endpoint
     from mlops.pipelines import run_training_pipeline
     from mlops.settings import Settings
 
@@ -369,7 +369,7 @@ def main() -> int:
 def endpoint_count(settings: Any, name: str, since: float) -> int:
     """The requests of v1 since ``since`` in the endpoint's admin API (read after a moment:
     the answers still in flight when wrk stopped count too)."""
-    from mlops.endpoints.client import EndpointClient
+    from mlops.backends.local.gateway.client import EndpointClient
 
     time.sleep(0.5)
     with EndpointClient.for_endpoint(settings, name) as client:

@@ -24,7 +24,8 @@ from flows.run_names import deployment_run_name
 from flows.summaries import DeploymentReport
 from mlops import registry
 from mlops.errors import MlopsError, ModelNotFoundError, RolloutError
-from mlops.rollout import BlueGreenPolicy, RolloutResult
+from mlops.policy import BlueGreenPolicy
+from mlops.rollout import RolloutResult
 from mlops.settings import Settings
 from mlops.stages import deploy
 from mlops.stages.deploy import EndpointEvaluation
@@ -168,8 +169,7 @@ def deployment_pipeline(
             )
         version = str(challenger.version)
     version = str(registry.get_version(client, model_name, version).version)
-    policy = BlueGreenPolicy.from_settings(
-        settings,
+    policy = settings.rollout.policy(
         traffic_routing=traffic_routing,
         canary_size=canary_size,
         linear_step=linear_step,

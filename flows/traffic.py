@@ -12,12 +12,30 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from mlops.endpoints.client import EndpointClient
+    from mlops.backends import EndpointBackend, InvokeResult
 
-__all__ = ["TrafficGenerator"]
+__all__ = ["EndpointTarget", "Invoker", "TrafficGenerator"]
+
+
+class Invoker(Protocol):
+    """Sends one request to one endpoint (a gateway client, or :class:`EndpointTarget`)."""
+
+    def invoke(self, body: bytes | str, **options: Any) -> InvokeResult: ...
+
+
+class EndpointTarget:
+    """One endpoint of an :class:`~mlops.backends.EndpointBackend`, as an :class:`Invoker`."""
+
+    def __init__(self, backend: EndpointBackend, endpoint: str) -> None:
+        self.backend = backend
+        self.endpoint = endpoint
+
+    def invoke(self, body: bytes | str, **options: Any) -> InvokeResult:
+        """``backend.invoke(endpoint, body, **options)``."""
+        return self.backend.invoke(self.endpoint, body, **options)
 
 
 class TrafficGenerator:
@@ -31,7 +49,7 @@ class TrafficGenerator:
 
     def __init__(
         self,
-        client: EndpointClient,
+        client: Invoker,
         rows: Sequence[bytes],
         *,
         rate: float = 30.0,

@@ -37,6 +37,7 @@ from pydantic_settings import (
 
 from mlops.errors import ConfigError
 from mlops.masking import mask_secrets, mask_uri
+from mlops.policy import PolicyFields
 from mlops.profiles import apply_profile
 from mlops.types import parse_duration
 
@@ -48,6 +49,7 @@ __all__ = [
     "MonitoringSettings",
     "NotificationSettings",
     "RetrainingSettings",
+    "RolloutSettings",
     "SageMakerSettings",
     "Settings",
     "SplitSettings",
@@ -404,48 +406,11 @@ class ServingSettings(_Section):
     )
 
 
-class AlarmSettings(_Section):
-    """Auto-rollback alarms watched on green during a rollout."""
+class RolloutSettings(PolicyFields):
+    """The ``[rollout]`` table: the blue/green policy's fields (flat keys such as
+    ``traffic_routing`` and ``wait_interval_s`` or a ``routing`` table, and ``alarms``) and the
+    endpoints' names. ``settings.rollout.policy(**options)`` is the policy of a rollout."""
 
-    max_5xx_rate: float = Field(0.01, ge=0, le=1, description="5xx and model errors (424)")
-    max_4xx_rate: float = Field(0.05, ge=0, le=1)
-    max_latency_p99_ms: float = Field(250.0, gt=0)
-    max_signal_shift: float = Field(
-        0.2,
-        gt=0,
-        le=1,
-        description="model-signal gate: the share of paired predictions (green's and blue's "
-        "answer to the same request) that may differ by more than signal_tolerance",
-    )
-    signal_tolerance: float = Field(
-        0.1,
-        gt=0,
-        le=10,
-        description="a regression pair differs when |green - blue| exceeds this share of "
-        "max(|blue|, the pairs' median |blue|); classifiers: when the labels differ",
-    )
-    signal_pairs_per_s: float = Field(
-        50.0,
-        gt=0,
-        le=10_000,
-        description="during a bake, up to this many of green's requests a second are also "
-        "sent to blue to pair the predictions (never answered, counted or captured)",
-    )
-    min_requests: int = Field(
-        20, ge=1, description="requests green must serve (and pairs seen) to judge it"
-    )
-
-
-class RolloutSettings(_Section):
-    """Blue/green update policy (SageMaker deployment guardrails semantics)."""
-
-    traffic_routing: Literal["ALL_AT_ONCE", "CANARY", "LINEAR"] = "CANARY"
-    canary_size: float = Field(10.0, gt=0, le=50, description="percent of traffic")
-    linear_step: float = Field(20.0, ge=10, le=50, description="percent per step")
-    wait_interval_s: float = Field(300.0, ge=0, le=3600, description="bake between steps")
-    termination_wait_s: float = Field(60.0, ge=0, le=3600)
-    max_execution_s: float = Field(3600.0, gt=0, le=28800)
-    alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     dev_endpoint: str = Field("{model}-dev", description="name template of the dev endpoint")
     prod_endpoint: str = Field("{model}-prod", description="name template of the prod endpoint")
 

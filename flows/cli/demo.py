@@ -179,17 +179,20 @@ def _send(
     settings: Settings, endpoint: str, rows: list[bytes], ids: list[str]
 ) -> tuple[datetime, datetime, int]:
     """Send every row once at RATE; return the window it covers and the 200 count."""
-    from flows.traffic import TrafficGenerator
-    from mlops.endpoints.client import EndpointClient
+    from flows.traffic import EndpointTarget, TrafficGenerator
+    from mlops.backends import get_endpoint_backend
 
     start = datetime.now(UTC).replace(microsecond=0)
-    with TrafficGenerator(
-        EndpointClient.for_endpoint(settings, endpoint),
-        rows,
-        rate=RATE,
-        inference_ids=ids,
-        repeat=False,
-    ) as traffic:
+    with (
+        get_endpoint_backend(settings) as backend,
+        TrafficGenerator(
+            EndpointTarget(backend, endpoint),
+            rows,
+            rate=RATE,
+            inference_ids=ids,
+            repeat=False,
+        ) as traffic,
+    ):
         traffic.wait(timeout=len(rows) / RATE * 3 + 30)
     time.sleep(2.5)  # capture is flushed about every second
     end = datetime.now(UTC).replace(microsecond=0)
@@ -285,10 +288,9 @@ def run_demo(
     """The loop after ``train_first`` registered v1 (see the module docstring); with
     ``until="deploy"`` it stops after the first deployment (the champion serves on prod)."""
     from flows.cli.deploy import echo_progress, run_first_deployment
-    from flows.traffic import TrafficGenerator
-    from mlops.endpoints.client import EndpointClient
-    from mlops.endpoints.manager import describe_endpoint, start_endpoint
-    from mlops.stages.deploy import endpoint_name, reference_rows
+    from flows.traffic import EndpointTarget, TrafficGenerator
+    from mlops.backends import get_endpoint_backend
+    from mlops.stages.deploy import endpoint_name, reference_rows, start_if_stopped
     from mlops.tracking import ALIAS_CHAMPION, connect
 
     for key, value in DEMO_ENV.items():
@@ -309,8 +311,8 @@ def run_demo(
                 champion = connect(settings).get_registered_model(MODEL).aliases[ALIAS_CHAMPION]
                 out.print(f"\n[bold green]taxi v{champion} is champion[/] on {prod}; stopping here")
                 return
-            if describe_endpoint(settings, prod).status == "OutOfService":
-                start_endpoint(settings, prod)
+            backend = get_endpoint_backend(settings)
+            start_if_stopped(backend, backend.describe_endpoint(prod))
             known = {
                 str(v.version) for v in connect(settings).search_model_versions(f"name='{MODEL}'")
             }
@@ -332,7 +334,7 @@ def run_demo(
                 from mlops.capture import write_ground_truth
 
                 written = write_ground_truth(
-                    describe_endpoint(settings, prod).capture.destination
+                    backend.describe_endpoint(prod).capture.destination
                     or settings.capture_destination,
                     list(zip(ids, labels, strict=True)),
                 )
@@ -368,9 +370,7 @@ def run_demo(
                 )
                 body, _ = reference_rows(settings, MODEL, version, 200)
                 live = [line + b"\n" for line in body.splitlines()]
-                with TrafficGenerator(
-                    EndpointClient.for_endpoint(settings, prod), live, rate=RATE
-                ) as traffic:
+                with TrafficGenerator(EndpointTarget(backend, prod), live, rate=RATE) as traffic:
                     subprocess.run(
                         [
                             str(BIN / "mlops"),
@@ -404,14 +404,15 @@ def run_demo(
 
 
 def _finish(settings: Settings, keep_endpoints: bool) -> None:
-    from mlops.endpoints.manager import list_endpoints, stop_endpoint
+    from mlops.backends import EndpointProcesses, get_endpoint_backend
 
-    if keep_endpoints:
-        for state in list_endpoints(settings):
-            out.print(f"endpoint {state.name}: http://127.0.0.1:{state.port}/invocations")
-        return
-    for state in list_endpoints(settings):
-        stop_endpoint(settings, state.name)
+    with get_endpoint_backend(settings) as backend:
+        if keep_endpoints or not isinstance(backend, EndpointProcesses):
+            for state in backend.list_endpoints():
+                out.print(f"endpoint {state.name}: {state.url}/invocations")
+            return
+        for state in backend.list_endpoints():
+            backend.stop_endpoint(state.name)
     out.print(
         "endpoints stopped (state kept): `mlops endpoint start taxi-prod` serves again, "
         "`mlops endpoint list` shows them"

@@ -1,4 +1,12 @@
-"""``mlops endpoint``: local endpoints (a gateway on loopback hosting model-server variants)."""
+"""``mlops endpoint``: local endpoints (a gateway on loopback hosting model-server variants).
+
+Traffic, invocations, variant removal, stopping and the rollout commands go through the
+endpoint backend Protocol (``mlops.backends``). Creating, starting, describing, listing,
+adding a variant from a model folder and deleting with ``--force`` are the local gateway's
+own (ports, admin token, model policy, the state file and its processes): those commands
+import ``mlops.backends.local.gateway``, the one place in ``flows`` allowed to (see the
+import-linter contracts in pyproject.toml).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +23,7 @@ from mlops.errors import ConfigError, EndpointError
 from mlops.masking import mask_uri
 
 if TYPE_CHECKING:
-    from mlops.endpoints import EndpointState
+    from mlops.backends.local.gateway import EndpointState
     from mlops.settings import Settings
 
 __all__ = ["endpoint_app"]
@@ -116,11 +124,11 @@ def create(
     ] = False,
 ) -> None:
     """Download the model(s) and start an endpoint on loopback; wait until InService."""
-    from mlops.endpoints import VariantSpec, create_endpoint
+    from mlops.backends.local.gateway import VariantSpec, create_endpoint
 
     specs = [VariantSpec(variant, model)]
     if shadow:
-        specs.append(VariantSpec(shadow_variant, shadow, weight=0.0, shadow=True))
+        specs.append(VariantSpec(shadow_variant, shadow, initial_weight=0.0, shadow=True))
     with out.status(f"creating endpoint {name}…"):
         state = create_endpoint(
             _settings(),
@@ -142,8 +150,8 @@ def describe(
 ) -> None:
     """Status, variants, weights and capture of one endpoint, and a rollout in progress or
     interrupted."""
-    from mlops.endpoints import describe_endpoint
-    from mlops.endpoints.rollout_lock import rollout_status
+    from mlops.backends.local.gateway import describe_endpoint
+    from mlops.rollout.lock import rollout_status
 
     settings = _settings()
     state = describe_endpoint(settings, name)
@@ -181,8 +189,8 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Every local endpoint with its status (a damaged one too, marked so)."""
-    from mlops.endpoints import list_endpoints
-    from mlops.endpoints.state import damaged_endpoints
+    from mlops.backends.local.gateway import list_endpoints
+    from mlops.backends.local.gateway.state import damaged_endpoints
 
     settings = _settings()
     states = list_endpoints(settings)
@@ -220,7 +228,7 @@ def update_weights(
     weights: Annotated[list[str], typer.Argument(help="VARIANT=WEIGHT pairs, e.g. v3=90 v4=10")],
 ) -> None:
     """Change the traffic weights of variants at once (others keep theirs)."""
-    from mlops.endpoints import EndpointClient
+    from mlops.backends import get_endpoint_backend
 
     parsed: dict[str, float] = {}
     for pair in weights:
@@ -231,9 +239,9 @@ def update_weights(
             sep = ""
         if not sep or not key.strip():
             raise ConfigError(f"{pair!r} is not VARIANT=WEIGHT; write e.g. v3=90 v4=10")
-    with EndpointClient.for_endpoint(_settings(), name) as client:
-        client.set_weights(parsed)
-        state = client.state()
+    with get_endpoint_backend(_settings()) as backend:
+        backend.set_weights(name, parsed)
+        state = backend.describe_endpoint(name)
     total = sum(v.weight for v in state.variants if not v.shadow)
     shares = [
         f"{v.name}=shadow"
@@ -271,7 +279,6 @@ def update(
     approval and does not move the champion alias: use it for endpoints other than prod.
     """
     from flows.cli.deploy import show_rollout
-    from mlops.rollout import BlueGreenPolicy
     from mlops.stages.deploy import deploy_to_endpoint
 
     model_name, sep, version = model.partition("/")
@@ -279,11 +286,10 @@ def update(
         raise ConfigError(f"--model {model!r} is not NAME/VERSION; write e.g. --model taxi/3")
     settings = _settings()
     if allow_code:
-        from mlops.endpoints.model_policy import allow_code as allow_model_code
+        from mlops.backends.local.gateway.model_policy import allow_code as allow_model_code
 
         allow_model_code(settings, name)
-    policy = BlueGreenPolicy.from_settings(
-        settings,
+    policy = settings.rollout.policy(
         traffic_routing=routing.upper(),
         canary_size=canary_size,
         linear_step=linear_step,
@@ -318,7 +324,7 @@ def add_variant(
     shadow: Annotated[bool, typer.Option(help="gets a copy of each request instead")] = False,
 ) -> None:
     """Start another variant on a running endpoint (from the registry or a folder)."""
-    from mlops.endpoints.manager import add_variant as add
+    from mlops.backends.local.gateway.manager import add_variant as add
 
     with out.status(f"starting variant {variant} on {name}…"):
         added = add(
@@ -341,16 +347,17 @@ def remove_variant(
     variant: Annotated[str, typer.Argument(help="variant to stop and remove")],
 ) -> None:
     """Take a variant out of routing and stop its model server (capture flushed)."""
-    from mlops.endpoints.manager import remove_variant as remove
+    from mlops.backends import get_endpoint_backend
 
-    remove(_settings(), name, variant)
+    with get_endpoint_backend(_settings()) as backend:
+        backend.remove_variant(name, variant)
     out.print(f"{name}: removed variant {variant}", markup=False)
 
 
 @endpoint_app.command("start")
 def start(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
     """Start a stopped endpoint again from its saved state."""
-    from mlops.endpoints import start_endpoint
+    from mlops.backends.local.gateway import start_endpoint
 
     with out.status(f"starting endpoint {name}…"):
         state = start_endpoint(_settings(), name)
@@ -360,10 +367,15 @@ def start(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
 @endpoint_app.command("stop")
 def stop(name: Annotated[str, typer.Argument(help="endpoint name")]) -> None:
     """Stop the gateway and its variants (capture flushed); `start` brings it back."""
-    from mlops.endpoints import stop_endpoint
+    from mlops.backends import EndpointProcesses, get_endpoint_backend
 
-    with out.status(f"stopping endpoint {name}…"):
-        state = stop_endpoint(_settings(), name)
+    with get_endpoint_backend(_settings()) as backend, out.status(f"stopping endpoint {name}…"):
+        if not isinstance(backend, EndpointProcesses):
+            raise EndpointError(
+                f"endpoints of the {backend.name} backend do not run on this machine, so they "
+                f"cannot be stopped here; `mlops endpoint delete {name}` removes one"
+            )
+        state = backend.stop_endpoint(name)
     out.print(
         f"{escape(name)}: {_status(state.status)}; start it again with "
         + escape(f"`mlops endpoint start {name}`")
@@ -383,7 +395,7 @@ def delete(
     ] = False,
 ) -> None:
     """Stop the endpoint and remove its state (captured data stays)."""
-    from mlops.endpoints import delete_endpoint
+    from mlops.backends.local.gateway import delete_endpoint
 
     with out.status(f"deleting endpoint {name}…"):
         delete_endpoint(_settings(), name, force=force)
@@ -427,7 +439,7 @@ def invoke(
     inference_id: Annotated[str | None, typer.Option(help="id recorded with capture")] = None,
 ) -> None:
     """Send one request to the endpoint and print the answer."""
-    from mlops.endpoints import EndpointClient
+    from mlops.backends import get_endpoint_backend
 
     if body.startswith("@"):
         path = Path(body[1:])
@@ -436,10 +448,11 @@ def invoke(
         data = path.read_bytes()
     else:
         data = body.encode()
-    with EndpointClient.for_endpoint(_settings(), name) as client:
-        result = client.invoke(
+    with get_endpoint_backend(_settings()) as backend:
+        result = backend.invoke(
+            name,
             data,
-            content_type,
+            content_type=content_type,
             accept=accept,
             target_variant=target_variant,
             inference_id=inference_id,

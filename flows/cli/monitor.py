@@ -149,11 +149,11 @@ def ground_truth_add(
     settings = load_settings()
     destination = capture
     if destination is None:
-        from mlops.endpoints.manager import describe_endpoint
+        from mlops.backends import get_endpoint_backend
 
         try:
-            state = describe_endpoint(settings, endpoint)
-            destination = state.capture.destination
+            with get_endpoint_backend(settings) as backend:
+                destination = backend.describe_endpoint(endpoint).capture.destination
         except EndpointNotFoundError:
             destination = None
     destination = destination or settings.capture_destination

@@ -2,7 +2,7 @@
 
 Reads the per-minute records a local endpoint's gateway writes (see
 :mod:`mlops.monitoring.endpoint_metrics`); the caller passes the endpoint's metrics folder
-(``mlops.endpoints.state.endpoint_metrics_dir`` for a local endpoint).
+(``mlops.backends.local.gateway.state.endpoint_metrics_dir`` for a local endpoint).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from mlops.errors import ConfigError
 
 if TYPE_CHECKING:
-    from mlops.backends.base import LogSink
+    from mlops.backends import LogSink
     from mlops.settings import Settings
 
 __all__ = [

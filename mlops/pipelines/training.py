@@ -34,7 +34,7 @@ from mlops.stages import (
 from mlops.tracking import training_experiment
 
 if TYPE_CHECKING:
-    from mlops.backends.base import LogSink
+    from mlops.backends import LogSink
     from mlops.settings import Settings
 
 __all__ = ["TRAINING", "run_training_pipeline"]

@@ -1,7 +1,12 @@
-"""Blue/green rollouts with auto-rollback onto local endpoints, and their records."""
+"""Blue/green rollouts with auto-rollback over an endpoint backend, and their records.
+
+The policy a rollout runs is :mod:`mlops.policy`'s (the settings hold the same object); its
+classes are part of this package's public names too, as the rollout's input.
+"""
 
 from __future__ import annotations
 
+from mlops.policy import AlarmThresholds, BlueGreenPolicy, TrafficRouting
 from mlops.rollout.alarms import (
     AlarmReport,
     PairedSignal,
@@ -10,7 +15,6 @@ from mlops.rollout.alarms import (
     paired_signal,
 )
 from mlops.rollout.controller import RolloutResult, RolloutStep, run_rollout, variant_name_for
-from mlops.rollout.policy import AlarmThresholds, BlueGreenPolicy, TrafficRouting
 from mlops.rollout.record import plot_rollout, record_rollout
 
 __all__ = [

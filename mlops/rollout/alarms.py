@@ -1,9 +1,9 @@
 """Auto-rollback alarms: error rates, latency and a model-signal gate on green's traffic.
 
 The model-signal gate compares green with blue on the same requests: during a bake the
-gateway mirrors a sample of green's requests to blue (:mod:`mlops.endpoints.pairing`), so
-each pair holds green's and blue's prediction for one row. The statistic is the share of
-pairs that differ (:func:`paired_signal`):
+gateway mirrors a sample of green's requests to blue
+(:mod:`~mlops.backends.local.gateway.pairing`), so each pair holds green's and blue's
+prediction for one row. The statistic is the share of pairs that differ (:func:`paired_signal`):
 
 * regression: a pair differs when ``|green - blue| > signal_tolerance * max(|blue|, m)``,
   ``m`` the median ``|blue|`` of the pairs. Relative to blue's answer, but for answers
@@ -18,14 +18,18 @@ differed from blue's; a few unlucky pairs early in a bake do not roll back.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from mlops.rollout.policy import AlarmThresholds
+from mlops.policy import AlarmThresholds
+
+if TYPE_CHECKING:
+    from mlops.backends import VariantMetrics
 
 __all__ = [
     "AlarmReport",
@@ -55,6 +59,13 @@ class VariantWindow(BaseModel):
     model_errors: int = 0
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
+
+    @classmethod
+    def of(cls, metrics: VariantMetrics | None) -> VariantWindow:
+        """Build from an endpoint backend's metrics of one variant (``None``: no traffic)."""
+        if metrics is None:
+            return cls()
+        return cls(**dataclasses.asdict(metrics))
 
     @classmethod
     def from_metrics(cls, data: dict[str, Any] | None) -> VariantWindow:

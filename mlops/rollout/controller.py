@@ -1,8 +1,10 @@
-"""Blue/green rollout of a new model version onto a local endpoint, with auto-rollback.
+"""Blue/green rollout of a new model version onto an endpoint, with auto-rollback.
 
-The controller drives the endpoint's gateway through its admin API: it starts green next to
-blue with no traffic, smoke-tests it (pre-traffic hook), switches on the pairing of green's
-requests with blue's answers to the same requests (for the model-signal gate, see
+The controller runs a :class:`~mlops.policy.BlueGreenPolicy` step by step over an
+:class:`~mlops.backends.EndpointBackend`: it starts green next to blue with no traffic,
+smoke-tests it (pre-traffic hook), switches on the pairing of green's requests with blue's
+answers to the same requests when the backend offers
+:class:`~mlops.backends.RequestPairing` (for the model-signal gate, see
 :mod:`mlops.rollout.alarms`), shifts traffic step by step while watching the alarms, checks
 that green served live traffic that capture recorded (post-traffic hook), waits the
 termination period and retires blue; the pairing ends with the rollout. Any alarm, a failed
@@ -27,12 +29,13 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from mlops.backends import RequestPairing, VariantSpec
 from mlops.errors import EndpointError, MlopsError, RolloutError
+from mlops.policy import BlueGreenPolicy
 from mlops.rollout.alarms import AlarmReport, Pair, VariantWindow, evaluate_alarms
-from mlops.rollout.policy import BlueGreenPolicy
 
 if TYPE_CHECKING:
-    from mlops.endpoints.client import EndpointClient
+    from mlops.backends import EndpointBackend
 
 __all__ = [
     "Phase",
@@ -146,7 +149,8 @@ class _Run:
 
     def __init__(
         self,
-        client: EndpointClient,
+        backend: EndpointBackend,
+        endpoint: str,
         policy: BlueGreenPolicy,
         *,
         blue: str | None,
@@ -159,7 +163,12 @@ class _Run:
         observer: RolloutObserver | None = None,
         labels: bool | None = None,
     ) -> None:
-        self.client = client
+        self.backend = backend
+        self.endpoint = endpoint
+        # the model-signal gate needs pairs; a backend that cannot pair offers no such gate
+        self.pairing: RequestPairing | None = (
+            backend if isinstance(backend, RequestPairing) else None
+        )
         self.observer = observer
         self.policy = policy
         self.blue = blue
@@ -203,7 +212,9 @@ class _Run:
     def start_green(self, model_ref: str) -> None:
         step = self.step(f"create green variant {self.green}")
         try:
-            self.client.add_variant(name=self.green, model_ref=model_ref, weight=0.0)
+            self.backend.add_variant(
+                self.endpoint, VariantSpec(name=self.green, model_ref=model_ref, initial_weight=0.0)
+            )
         except MlopsError as exc:
             step.ok, step.ended_at, step.detail = False, time.time(), str(exc)
             raise _Rollback(
@@ -217,7 +228,8 @@ class _Run:
             phase=phase,
             index=index,
         )
-        result = self.client.invoke(
+        result = self.backend.invoke(
+            self.endpoint,
             self.smoke_body,
             content_type="text/csv",
             accept="text/csv",
@@ -250,7 +262,7 @@ class _Run:
             weights[self.blue] = 100.0 - share
         if self.traffic_started is None:
             self.start_pairing()
-        self.client.set_weights(weights)
+        self.backend.set_weights(self.endpoint, weights)
         if self.traffic_started is None:
             self.traffic_started = time.time()
         step.detail = f"weights {weights}"
@@ -278,12 +290,15 @@ class _Run:
         step.ended_at = time.time()
 
     def start_pairing(self) -> None:
-        """Have the gateway mirror green's requests to blue and pair the predictions."""
-        if self.blue is None:
-            return  # nothing to compare with: the gate stays silent
+        """Have the endpoint mirror green's requests to blue and pair the predictions."""
+        if self.blue is None or self.pairing is None:
+            return  # nothing to compare with, or no way to: the gate stays silent
         try:
-            doc = self.client.start_pairing(
-                self.green, self.blue, max_per_s=self.policy.alarms.signal_pairs_per_s
+            batch = self.pairing.start_pairing(
+                self.endpoint,
+                self.green,
+                self.blue,
+                max_per_s=self.policy.alarms.signal_pairs_per_s,
             )
         except MlopsError as exc:
             raise _Rollback(
@@ -292,44 +307,44 @@ class _Run:
                 "`mlops endpoint stop` and `start` first",
                 "gateway",
             ) from None
-        self.pairing_id, self.pairs_after = str(doc["id"]), int(doc["next"])
+        self.pairing_id, self.pairs_after = batch.id, batch.next
 
     def read_pairs(self) -> None:
         """Add the pairs the gateway recorded since the last reading."""
-        if self.pairing_id is None:
+        if self.pairing_id is None or self.pairing is None:
             return
         try:
-            doc = self.client.pairing(after=self.pairs_after)
+            batch = self.pairing.read_pairing(self.endpoint, after=self.pairs_after)
         except MlopsError as exc:
             raise _Rollback(
                 f"the gateway stopped answering its pairing: {exc}", "gateway"
             ) from None
-        if not doc.get("active") or doc.get("id") != self.pairing_id:
+        if not batch.active or batch.id != self.pairing_id:
             self.start_pairing()  # the gateway was restarted: pair again from here
             return
-        self.pairs.extend((g, b) for g, b in doc.get("pairs", []))
-        self.pairs_after = int(doc["next"])
+        self.pairs.extend(batch.pairs)
+        self.pairs_after = batch.next
 
     def stop_pairing(self) -> None:
         """End the pairing; a failure only leaves it to the gateway (it ends with green)."""
-        if self.pairing_id is None:
+        if self.pairing_id is None or self.pairing is None:
             return
         self.pairing_id = None
         try:
-            self.client.stop_pairing()
+            self.pairing.stop_pairing(self.endpoint)
         except MlopsError as exc:
             logger.warning("rollout: the pairing of %s was not ended: %s", self.green, exc)
 
     def observe(self, *, final: bool) -> AlarmReport:
         try:
             since = self.traffic_started or time.time()
-            window = self.client.metrics(since=since)["variants"]
+            window = self.backend.variant_metrics(self.endpoint, since=since)
         except MlopsError as exc:
             raise _Rollback(
                 f"the gateway stopped answering its metrics: {exc}", "gateway"
             ) from None
-        green = VariantWindow.from_metrics(window.get(self.green))
-        blue = VariantWindow.from_metrics(window.get(self.blue) if self.blue else None)
+        green = VariantWindow.of(window.get(self.green))
+        blue = VariantWindow.of(window.get(self.blue) if self.blue else None)
         self.read_pairs()
         report = evaluate_alarms(
             green, blue, self.policy.alarms, pairs=self.pairs, labels=self.labels, final=final
@@ -379,46 +394,50 @@ class _Run:
             f"termination wait {self.policy.termination_wait_s:g}s, then retire blue",
             phase="retire",
         )
-        if self.pairing_id is None and self.blue in {v.name for v in self.client.state().variants}:
+        if self.pairing_id is None and self.blue in self.variant_names():
             self.start_pairing()  # a rollout resumed here: the gate watches this bake too
         self.bake(step, self.policy.termination_wait_s)
-        present = {v.name for v in self.client.state().variants}
+        present = self.variant_names()
         if self.blue is not None and self.blue in present:
-            self.client.remove_variant(self.blue)
+            self.backend.remove_variant(self.endpoint, self.blue)
             step.detail = f"removed {self.blue}"
         elif self.blue is not None:  # a resumed rollout whose process died after removing it
             step.detail = f"{self.blue} was already removed"
         step.ended_at = time.time()
 
+    def variant_names(self) -> set[str]:
+        return {v.name for v in self.backend.describe_endpoint(self.endpoint).variants}
+
     def roll_back(self) -> None:
         step = self.step(f"roll back: all traffic to {self.blue or '(none)'}", phase="rollback")
-        step.detail = restore_blue(self.client, self.blue, self.green)
+        step.detail = restore_blue(self.backend, self.endpoint, self.blue, self.green)
         step.ended_at = time.time()
 
 
-def restore_blue(client: EndpointClient, blue: str | None, green: str) -> str:
+def restore_blue(backend: EndpointBackend, endpoint: str, blue: str | None, green: str) -> str:
     """Put all traffic on ``blue`` in one weight update, let green's requests finish, remove
     green; return what was done. Used by a rollback and by ``mlops endpoint rollback``."""
-    with contextlib.suppress(EndpointError):  # no pairing, or a gateway older than pairing
-        client.stop_pairing()
-    present = {v.name for v in client.state().variants}
+    if isinstance(backend, RequestPairing):
+        with contextlib.suppress(EndpointError):  # no pairing, or a gateway older than it
+            backend.stop_pairing(endpoint)
+    present = {v.name for v in backend.describe_endpoint(endpoint).variants}
     if blue is not None:
         weights = {blue: 100.0}
         if green in present:
             weights[green] = 0.0
-        client.set_weights(weights)
+        backend.set_weights(endpoint, weights)
     if green not in present:
         return f"{green} was not running"
     time.sleep(_DRAIN_S)  # requests already sent to green finish before it stops
     try:
-        client.remove_variant(green)
+        backend.remove_variant(endpoint, green)
     except EndpointError as exc:  # it went away meanwhile
         return f"green not removed: {exc}"
     return f"removed {green}"
 
 
 def run_rollout(
-    client: EndpointClient,
+    backend: EndpointBackend,
     *,
     endpoint: str,
     model_name: str,
@@ -439,8 +458,9 @@ def run_rollout(
     """Roll ``green_ref`` out on ``endpoint`` under ``policy``; roll back on any alarm.
 
     Args:
-        client: the endpoint's gateway.
-        endpoint: the endpoint's name (for the record).
+        backend: the backend hosting the endpoint; with
+            :class:`~mlops.backends.RequestPairing` the model-signal gate watches too.
+        endpoint: the endpoint's name.
         model_name: registered model name (for the record).
         green_version: registry version of green; its variant is ``v<version>``.
         green_ref: model URI green serves, e.g. ``models:/taxi/4``.
@@ -467,10 +487,10 @@ def run_rollout(
         RolloutError: the endpoint is not in a state a rollout can start from, or the
             rollback itself failed (the record says what traffic looks like).
     """
-    state = client.state()
+    state = backend.describe_endpoint(endpoint)
     present = {v.name for v in state.variants}
     if resume is None:
-        production = [v for v in state.variants if not v.shadow and v.weight > 0]
+        production = state.serving
         if len(production) > 1:
             names = ", ".join(f"{v.name} ({v.weight:g})" for v in production)
             raise RolloutError(
@@ -507,9 +527,10 @@ def run_rollout(
     else:  # retire: every share passed, only the termination wait is left
         first = len(shares)
     if fresh and green in present:  # a zero-weight green left by a rollout that died early
-        client.remove_variant(green)
+        backend.remove_variant(endpoint, green)
     run = _Run(
-        client,
+        backend,
+        endpoint,
         policy,
         blue=blue,
         green=green,

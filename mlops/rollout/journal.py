@@ -12,12 +12,12 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from mlops.endpoints.rollout_lock import RolloutNote, clear_note, write_note
 from mlops.rollout.controller import Phase, RolloutResult, RolloutStep
+from mlops.rollout.lock import RolloutNote, clear_note, write_note
 from mlops.rollout.record import RolloutRecorder
 
 if TYPE_CHECKING:
-    from mlops.rollout.policy import BlueGreenPolicy
+    from mlops.policy import BlueGreenPolicy
     from mlops.settings import Settings
 
 __all__ = ["RolloutJournal"]

@@ -31,7 +31,7 @@ from mlops.tracking.links import model_version_path
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from mlops.rollout.policy import BlueGreenPolicy
+    from mlops.policy import BlueGreenPolicy
     from mlops.settings import Settings
 
 __all__ = [

@@ -15,8 +15,8 @@ written nowhere, or were dropped), with ``X-Mlops-Capture-Pending`` and
 
 A request carrying ``X-Mlops-Mirror`` with the server's mirror token is answered but not
 captured: an endpoint's gateway sends such copies of green's requests to blue during a
-rollout (:mod:`mlops.endpoints.pairing`); they were never served to a caller. The token
-comes from the gateway in ``_MLOPS_MIRROR_TOKEN``; without it every request is captured.
+rollout (:mod:`mlops.backends.local.gateway.pairing`); they were never served to a caller.
+The token comes from the gateway in ``_MLOPS_MIRROR_TOKEN``; without it every request is captured.
 """
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ def run_server(
         max_payload_mb=max_payload_mb,
     )
     report_dir = tempfile.mkdtemp(prefix="mlops-serve-")
-    # a gateway's mirrored copies are answered uncaptured (mlops.endpoints.pairing)
+    # a gateway's mirrored copies are answered uncaptured (the gateway's pairing.py)
     mirror = os.environ.get(MIRROR_TOKEN_ENV) or None
     config = dataclasses.replace(config, report_dir=report_dir, mirror_token=mirror)
     limits = settings.serving

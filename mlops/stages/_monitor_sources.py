@@ -112,15 +112,15 @@ def resolve_sources(
         EndpointNotFoundError: neither a local endpoint nor any capture of that name; the
             message lists the endpoints that exist.
     """
+    from mlops.backends import get_endpoint_backend
     from mlops.capture import list_variants
-    from mlops.endpoints.manager import describe_endpoint, list_endpoints
-    from mlops.endpoints.state import endpoint_metrics_dir
 
-    state = None
-    try:
-        state = describe_endpoint(settings, endpoint)
-    except EndpointNotFoundError:
-        pass
+    with get_endpoint_backend(settings) as backend:
+        try:
+            state = backend.describe_endpoint(endpoint)
+            known: list[str] = []
+        except EndpointNotFoundError:
+            state, known = None, sorted(e.name for e in backend.list_endpoints())
     destination = capture or (
         state.capture.destination if state is not None and state.capture.destination else None
     )
@@ -131,7 +131,7 @@ def resolve_sources(
     }
     captured = list_variants(destination, endpoint, **aws)
     if state is None and not captured:
-        names = sorted(e.name for e in list_endpoints(settings))
+        names = known
         raise EndpointNotFoundError(
             f"endpoint {endpoint!r} has neither a local endpoint nor capture under "
             f"{destination}; endpoints: {', '.join(names) or 'none'} (pass --endpoint, or "
@@ -150,7 +150,7 @@ def resolve_sources(
     sources = MonitorSources(
         endpoint=endpoint,
         destination=destination,
-        metrics_dir=str(endpoint_metrics_dir(settings, endpoint)) if state is not None else None,
+        metrics_dir=state.metrics_dir if state is not None else None,
         serving_version=serving_version,
     )
     for variant in captured:

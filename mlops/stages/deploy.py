@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel
 
 from mlops.errors import ApprovalError, EndpointNotFoundError, RolloutError
+from mlops.policy import BlueGreenPolicy
 from mlops.registry import get_alias_version, get_version, require_release
 from mlops.registry.lineage import mark_live, mark_retired
-from mlops.rollout import BlueGreenPolicy, RolloutResult, RolloutStep, record_rollout, run_rollout
+from mlops.rollout import RolloutResult, RolloutStep, record_rollout, run_rollout
 from mlops.rollout.controller import ResumePoint, variant_name_for
 from mlops.stages._endpoint_rows import _model_features, _to_csv, reference_rows
 from mlops.stages._progress import stage_done, stage_started
@@ -35,7 +36,7 @@ from mlops.types import Task
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from mlops.endpoints.state import EndpointState
+    from mlops.backends import EndpointBackend, EndpointDescription
     from mlops.settings import Settings
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "refuse_if_interrupted",
     "require_approved",
     "roll_out",
+    "start_if_stopped",
 ]
 
 logger = logging.getLogger(__name__)
@@ -137,15 +139,20 @@ def deploy_to_endpoint(
             rollout waits for ``mlops endpoint rollback`` or ``resume`` (the message says
             which, and who).
     """
-    from mlops.endpoints.rollout_lock import EndpointLock, LockHolder
+    from mlops.backends import get_endpoint_backend
+    from mlops.rollout.lock import EndpointLock, LockHolder
 
     if settings.requires_promotion:  # prod: only versions approved and promoted there
         require_release(settings, connect(settings), model_name, version)
     holder = LockHolder.of_this_process("rollout", f"{model_name} v{version}")
-    with EndpointLock(settings.endpoints_dir, endpoint, holder):
-        refuse_if_interrupted(settings, endpoint)
+    with (
+        EndpointLock(settings.endpoints_dir, endpoint, holder),
+        get_endpoint_backend(settings) as backend,
+    ):
+        refuse_if_interrupted(settings, endpoint, backend)
         return _deploy_locked(
             settings,
+            backend,
             model_name=model_name,
             version=version,
             endpoint=endpoint,
@@ -155,17 +162,23 @@ def deploy_to_endpoint(
         )
 
 
-def refuse_if_interrupted(settings: Settings, endpoint: str) -> None:
+def refuse_if_interrupted(
+    settings: Settings, endpoint: str, backend: EndpointBackend | None = None
+) -> None:
     """Raise :class:`RolloutError` when ``endpoint`` has an interrupted rollout."""
-    from mlops.endpoints.manager import describe_endpoint
-    from mlops.endpoints.rollout_lock import read_note
+    from mlops.backends import get_endpoint_backend
     from mlops.errors import EndpointError
+    from mlops.rollout.lock import read_note
 
     note = read_note(settings.endpoints_dir, endpoint)
     if note is None:
         return
     try:
-        state = describe_endpoint(settings, endpoint)
+        if backend is None:
+            with get_endpoint_backend(settings) as own:
+                state = own.describe_endpoint(endpoint)
+        else:
+            state = backend.describe_endpoint(endpoint)
     except EndpointError:
         state = None
     raise RolloutError(
@@ -176,8 +189,19 @@ def refuse_if_interrupted(settings: Settings, endpoint: str) -> None:
     )
 
 
+def start_if_stopped(backend: EndpointBackend, state: EndpointDescription) -> EndpointDescription:
+    """The endpoint of ``state``, its processes started first when they are stopped and the
+    backend can start them (:class:`~mlops.backends.EndpointProcesses`)."""
+    from mlops.backends import EndpointProcesses
+
+    if state.status == "OutOfService" and isinstance(backend, EndpointProcesses):
+        return backend.start_endpoint(state.name)
+    return state
+
+
 def _deploy_locked(
     settings: Settings,
+    backend: EndpointBackend,
     *,
     model_name: str,
     version: str,
@@ -186,7 +210,7 @@ def _deploy_locked(
     require_live_traffic: bool,
     tags: dict[str, str] | None,
 ) -> RolloutResult:
-    from mlops.endpoints.manager import VariantSpec, create_endpoint, describe_endpoint
+    from mlops.backends import VariantSpec
 
     client = connect(settings)
     mv = get_version(client, model_name, version)
@@ -194,14 +218,10 @@ def _deploy_locked(
     ref = f"models:/{model_name}/{version}"
     variant = variant_name_for(version)
     try:
-        state = describe_endpoint(settings, endpoint)
+        state = backend.describe_endpoint(endpoint)
     except EndpointNotFoundError:
         state = None
-    serving = [
-        (v.model_name, str(v.model_version))
-        for v in (state.variants if state else [])
-        if not v.shadow and v.weight > 0
-    ]
+    serving = [(v.model_name, str(v.model_version)) for v in (state.serving if state else [])]
     if state is not None and any(
         v.name == variant and v.model_name != model_name for v in state.variants
     ):  # another model's version of the same number: keep the names apart
@@ -210,19 +230,16 @@ def _deploy_locked(
         started = time.time()
         if state is None:
             stage_started("deploy", f"create endpoint {endpoint} with {model_name} v{version}")
-            create_endpoint(
-                settings, endpoint, [VariantSpec(name=variant, model_ref=ref, weight=1.0)]
+            backend.create_endpoint(
+                endpoint, [VariantSpec(name=variant, model_ref=ref, initial_weight=1.0)]
             )
             step, reason = (
                 f"create endpoint with {variant}",
                 f"created {endpoint} serving {variant}",
             )
         else:
-            if state.status == "OutOfService":
-                from mlops.endpoints.manager import start_endpoint
-
-                start_endpoint(settings, endpoint)
-            variant = next(v.name for v in state.variants if not v.shadow and v.weight > 0)
+            start_if_stopped(backend, state)
+            variant = state.serving[0].name
             step = "nothing to do"
             reason = f"{endpoint} already serves {model_name} v{version} as {variant}"
         ended = time.time()
@@ -248,15 +265,13 @@ def _deploy_locked(
             ended_at=ended,
         )
     else:
-        if state.status == "OutOfService":
-            from mlops.endpoints.manager import start_endpoint
-
-            start_endpoint(settings, endpoint)
+        state = start_if_stopped(backend, state)
         stage_started(
             "deploy", f"roll out {model_name} v{version} on {endpoint} ({policy.routing.type})"
         )
         result = roll_out(
             settings,
+            backend,
             state,
             model_name=model_name,
             version=version,
@@ -274,7 +289,8 @@ def _deploy_locked(
 
 def roll_out(
     settings: Settings,
-    state: EndpointState,
+    backend: EndpointBackend,
+    state: EndpointDescription,
     *,
     model_name: str,
     version: str,
@@ -288,7 +304,6 @@ def roll_out(
 ) -> RolloutResult:
     """Run a blue/green rollout on the endpoint of ``state`` (its lock held by the caller),
     its record and in-progress note written as it goes; ``resume`` continues one."""
-    from mlops.endpoints.client import EndpointClient
     from mlops.rollout.journal import RolloutJournal
 
     endpoint = state.name
@@ -296,8 +311,8 @@ def roll_out(
     smoke_body, smoke_rows = reference_rows(settings, model_name, version, policy.smoke_rows)
     blues = [
         str(v.model_version)
-        for v in state.variants
-        if not v.shadow and v.weight > 0 and v.model_name == model_name and v.model_version
+        for v in state.serving
+        if v.model_name == model_name and v.model_version
     ]
     task = _registered_task(settings, model_name, [version, *blues])  # labels or numbers
     capture = state.capture
@@ -318,28 +333,27 @@ def roll_out(
         tags=tags,
         resumed_from=resumed_from,
     )
-    with EndpointClient.for_endpoint(settings, endpoint) as gateway:
-        try:
-            result = run_rollout(
-                gateway,
-                endpoint=endpoint,
-                model_name=model_name,
-                green_version=version,
-                green_ref=green_ref,
-                policy=policy,
-                smoke_body=smoke_body,
-                smoke_rows=smoke_rows,
-                capture_check=counter,
-                require_live_traffic=require_live_traffic,
-                versions=versions,
-                green_variant=green_variant,
-                observer=journal,
-                resume=resume,
-                task=task,
-            )
-        except BaseException as exc:  # the note stays: rollback or resume takes over
-            journal.abandon(exc)
-            raise
+    try:
+        result = run_rollout(
+            backend,
+            endpoint=endpoint,
+            model_name=model_name,
+            green_version=version,
+            green_ref=green_ref,
+            policy=policy,
+            smoke_body=smoke_body,
+            smoke_rows=smoke_rows,
+            capture_check=counter,
+            require_live_traffic=require_live_traffic,
+            versions=versions,
+            green_variant=green_variant,
+            observer=journal,
+            resume=resume,
+            task=task,
+        )
+    except BaseException as exc:  # the note stays: rollback or resume takes over
+        journal.abandon(exc)
+        raise
     journal.finish(result)
     return result
 
@@ -348,8 +362,8 @@ def deploy_dev(
     settings: Settings, model_name: str, version: str, *, tags: dict[str, str] | None = None
 ) -> RolloutResult:
     """Put a version on the dev endpoint at once (no bake, no live traffic needed)."""
-    policy = BlueGreenPolicy.from_settings(
-        settings, traffic_routing="ALL_AT_ONCE", wait_interval_s=0, termination_wait_s=0
+    policy = settings.rollout.policy(
+        traffic_routing="ALL_AT_ONCE", wait_interval_s=0, termination_wait_s=0
     )
     result = deploy_to_endpoint(
         settings,
@@ -385,7 +399,7 @@ def deploy_prod(
         model_name=model_name,
         version=version,
         endpoint=endpoint_name(settings, model_name, "prod"),
-        policy=policy or BlueGreenPolicy.from_settings(settings),
+        policy=policy or settings.rollout.policy(),
         tags=tags,
     )
     if result.completed:
@@ -461,7 +475,7 @@ def evaluate_on_endpoint(
     import numpy as np
     import pandas as pd
 
-    from mlops.endpoints.client import EndpointClient
+    from mlops.backends import get_endpoint_backend
     from mlops.evaluation.metrics import compute_metrics
 
     client = connect(settings)
@@ -480,31 +494,32 @@ def evaluate_on_endpoint(
     prepared = PreparedData.load(prepared_uri)
     test = pd.read_parquet(prepared.split_path("test"))
     features = _model_features(model_name, version)
-    gateway = EndpointClient.for_endpoint(settings, endpoint)
     variant = variant_name_for(version)
     stage_started("endpoint evaluation", f"{len(test)} test rows through {endpoint}/{variant}")
     answers: list[float] = []
-    for start in range(0, len(test), batch_rows):
-        chunk = test.iloc[start : start + batch_rows]
-        result = gateway.invoke(
-            _to_csv(chunk[features]),
-            content_type="text/csv",
-            accept="text/csv",
-            target_variant=variant,
-        )
-        if result.status != 200:
-            raise RolloutError(
-                f"endpoint {endpoint} answered test rows {start}..{start + len(chunk)} with HTTP "
-                f"{result.status}: {result.body[:300].decode('utf-8', 'replace')}"
+    with get_endpoint_backend(settings) as backend:
+        for start in range(0, len(test), batch_rows):
+            chunk = test.iloc[start : start + batch_rows]
+            result = backend.invoke(
+                endpoint,
+                _to_csv(chunk[features]),
+                content_type="text/csv",
+                accept="text/csv",
+                target_variant=variant,
             )
-        values = result.predictions()
-        if len(values) != len(chunk):
-            raise RolloutError(
-                f"endpoint {endpoint} answered test rows {start}..{start + len(chunk)} with "
-                f"{len(values)} predictions for {len(chunk)} rows: "
-                f"{result.body[:300].decode('utf-8', 'replace')}"
-            )
-        answers += values
+            if result.status != 200:
+                raise RolloutError(
+                    f"endpoint {endpoint} answered test rows {start}..{start + len(chunk)} with "
+                    f"HTTP {result.status}: {result.body[:300].decode('utf-8', 'replace')}"
+                )
+            values = result.predictions()
+            if len(values) != len(chunk):
+                raise RolloutError(
+                    f"endpoint {endpoint} answered test rows {start}..{start + len(chunk)} with "
+                    f"{len(values)} predictions for {len(chunk)} rows: "
+                    f"{result.body[:300].decode('utf-8', 'replace')}"
+                )
+            answers += values
     y_true = test[prepared.target].to_numpy()
     prediction = np.asarray(answers, dtype=np.float64)
     task = prepared.task

@@ -57,33 +57,31 @@ def probe_endpoint(
     below ``threshold`` ``notifier`` (default: the configured one, ``get_notifier``) is
     told and ``alarm`` is set.
     """
-
-    from mlops.endpoints.client import EndpointClient
-    from mlops.endpoints.manager import describe_endpoint
+    from mlops.backends import get_endpoint_backend
 
     endpoint = endpoint or endpoint_name(settings, model_name, "prod")
     errors: list[str] = []
     latencies: list[float] = []
     successes = 0
     rows: list[bytes] = []
+    backend = get_endpoint_backend(settings)
     try:
-        state = describe_endpoint(settings, endpoint)
-        serving = [v for v in state.variants if not v.shadow and v.weight > 0]
+        serving = backend.describe_endpoint(endpoint).serving
         if not serving or not serving[0].model_version:
             raise EndpointError(f"endpoint {endpoint} serves no registered version")
         body, _ = reference_rows(settings, model_name, str(serving[0].model_version), requests)
         rows = [line + b"\n" for line in body.splitlines() if line.strip()]
-        gateway = EndpointClient.for_endpoint(settings, endpoint)
+        reachable = True
     except MlopsError as exc:
         errors.append(str(exc))
-        gateway = None
+        reachable = False
     for index in range(requests):
-        if gateway is None:
+        if not reachable:
             break
         row = rows[index % len(rows)]
         try:
-            result = gateway.invoke(
-                row, content_type="text/csv", accept="text/csv", timeout=timeout_s
+            result = backend.invoke(
+                endpoint, row, content_type="text/csv", accept="text/csv", timeout=timeout_s
             )
         except MlopsError as exc:
             errors.append(f"request {index}: {exc}")
@@ -100,6 +98,7 @@ def probe_endpoint(
                 errors.append(f"request {index}: answer {text[:100]!r} is not one number")
         if index < requests - 1:
             time.sleep(interval_s)
+    backend.close()
     rate = successes / requests if requests else 0.0
     latencies.sort()
     result = ProbeResult(

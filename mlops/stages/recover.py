@@ -1,9 +1,9 @@
 """Finish a rollout whose process died: roll it back to blue, or resume it.
 
 A rollout writes a note beside its endpoint's state while it runs
-(:mod:`mlops.endpoints.rollout_lock`). Found while nobody holds the endpoint's rollout lock,
-the note is an interrupted rollout: traffic may be split between blue and green, and its
-record run is still RUNNING. :func:`rollback_rollout` puts all traffic back on blue;
+(:mod:`mlops.rollout.lock`). Found while nobody holds the endpoint's
+rollout lock, the note is an interrupted rollout: traffic may be split between blue and
+green, and its record run is still RUNNING. :func:`rollback_rollout` puts all traffic back on blue;
 :func:`resume_rollout` continues it from the step it was in. Both take the lock, so they
 refuse while a live process still holds it.
 """
@@ -19,9 +19,9 @@ from mlops.errors import EndpointError, RolloutError
 from mlops.stages._progress import stage_done, stage_started
 
 if TYPE_CHECKING:
-    from mlops.endpoints.rollout_lock import LockHolder, RolloutNote
-    from mlops.endpoints.state import EndpointState
+    from mlops.backends import EndpointBackend, EndpointDescription
     from mlops.rollout import RolloutResult
+    from mlops.rollout.lock import LockHolder, RolloutNote
     from mlops.settings import Settings
 
 __all__ = ["RollbackResult", "resume_rollout", "rollback_rollout"]
@@ -56,19 +56,22 @@ def rollback_rollout(settings: Settings, name: str) -> RollbackResult:
         RolloutError: a live process holds the endpoint's rollout lock; there is no
             interrupted rollout; or blue is gone (the rollout had retired it: resume it).
     """
-    from mlops.endpoints.client import EndpointClient
-    from mlops.endpoints.rollout_lock import EndpointLock, clear_note
+    from mlops.backends import get_endpoint_backend
     from mlops.rollout.controller import restore_blue
+    from mlops.rollout.lock import EndpointLock, clear_note
 
-    with EndpointLock(settings.endpoints_dir, name, _holder(settings, name, "rollback")):
-        note = _interrupted(settings, name, "roll back")
+    with (
+        EndpointLock(settings.endpoints_dir, name, _holder(settings, name, "rollback")),
+        get_endpoint_backend(settings) as backend,
+    ):
+        note = _interrupted(backend, settings, name, "roll back")
         if note.blue is None:
             raise RolloutError(
                 f"the interrupted rollout of {note.green} on {name!r} had no blue variant to "
                 f"go back to; finish it with `mlops endpoint resume {name}` or remove the "
                 f"endpoint with `mlops endpoint delete {name}`"
             )
-        state = _running(settings, name)
+        state = _running(backend, name)
         if note.blue not in {v.name for v in state.variants}:
             raise RolloutError(
                 f"the interrupted rollout of {note.green} on {name!r} had already retired blue "
@@ -76,8 +79,7 @@ def rollback_rollout(settings: Settings, name: str) -> RollbackResult:
                 f"`mlops endpoint resume {name}`"
             )
         stage_started("rollback", f"all traffic of {name} back to {note.blue}")
-        with EndpointClient.for_endpoint(settings, name) as client:
-            detail = restore_blue(client, note.blue, note.green)
+        detail = restore_blue(backend, name, note.blue, note.green)
         reason = (
             f"the rollout process (pid {note.pid} on {note.host}) died at step "
             f"{note.step_number} ({note.step}); `mlops endpoint rollback` put all traffic "
@@ -110,15 +112,19 @@ def resume_rollout(settings: Settings, name: str) -> RolloutResult:
         RolloutError: a live process holds the endpoint's rollout lock, or there is no
             interrupted rollout to resume.
     """
-    from mlops.endpoints.rollout_lock import EndpointLock
-    from mlops.rollout import BlueGreenPolicy
+    from mlops.backends import get_endpoint_backend
+    from mlops.policy import BlueGreenPolicy
     from mlops.rollout.controller import ResumePoint
+    from mlops.rollout.lock import EndpointLock
     from mlops.stages.deploy import endpoint_name, promote_champion, roll_out
     from mlops.tracking import Tags, connect
 
-    with EndpointLock(settings.endpoints_dir, name, _holder(settings, name, "resume")):
-        note = _interrupted(settings, name, "resume")
-        state = _running(settings, name)
+    with (
+        EndpointLock(settings.endpoints_dir, name, _holder(settings, name, "resume")),
+        get_endpoint_backend(settings) as backend,
+    ):
+        note = _interrupted(backend, settings, name, "resume")
+        state = _running(backend, name)
         policy = BlueGreenPolicy.model_validate(note.policy)
         stage_started(
             "resume", f"{name}: {note.blue or '(none)'} → {note.green} from step {note.step}"
@@ -134,6 +140,7 @@ def resume_rollout(settings: Settings, name: str) -> RolloutResult:
         )
         result = roll_out(
             settings,
+            backend,
             state,
             model_name=note.model_name,
             version=note.green_version,
@@ -160,7 +167,7 @@ def resume_rollout(settings: Settings, name: str) -> RolloutResult:
 
 
 def _holder(settings: Settings, name: str, action: str) -> LockHolder:
-    from mlops.endpoints.rollout_lock import LockHolder, read_note
+    from mlops.rollout.lock import LockHolder, read_note
 
     try:
         note = read_note(settings.endpoints_dir, name)
@@ -170,13 +177,14 @@ def _holder(settings: Settings, name: str, action: str) -> LockHolder:
     return LockHolder.of_this_process(action, subject)
 
 
-def _interrupted(settings: Settings, name: str, verb: str) -> RolloutNote:
-    from mlops.endpoints.manager import describe_endpoint
-    from mlops.endpoints.rollout_lock import read_note
+def _interrupted(
+    backend: EndpointBackend, settings: Settings, name: str, verb: str
+) -> RolloutNote:
+    from mlops.rollout.lock import read_note
 
     note = read_note(settings.endpoints_dir, name)
     if note is None:
-        describe_endpoint(settings, name)  # EndpointNotFoundError for an unknown endpoint
+        backend.describe_endpoint(name)  # EndpointNotFoundError for an unknown endpoint
         raise RolloutError(
             f"endpoint {name!r} has no interrupted rollout to {verb}; `mlops endpoint "
             f"describe {name}` shows its variants, `mlops endpoint update {name} --model "
@@ -185,13 +193,11 @@ def _interrupted(settings: Settings, name: str, verb: str) -> RolloutNote:
     return note
 
 
-def _running(settings: Settings, name: str) -> EndpointState:
-    """The endpoint's live state, its gateway started first when it is stopped."""
-    from mlops.endpoints.manager import describe_endpoint, start_endpoint
+def _running(backend: EndpointBackend, name: str) -> EndpointDescription:
+    """The endpoint as it runs, its processes started first when they are stopped."""
+    from mlops.stages.deploy import start_if_stopped
 
-    state = describe_endpoint(settings, name)
-    if state.status == "OutOfService":
-        state = start_endpoint(settings, name)
+    state = start_if_stopped(backend, backend.describe_endpoint(name))
     if state.status not in ("InService", "Updating"):
         problem = state.last_error or "no error recorded"
         raise EndpointError(

@@ -326,11 +326,12 @@ def labelled_capture(
 
 def _capture_destination(settings: Settings, endpoint: str) -> str:
     """Where the endpoint writes its capture: its own setting, else the configured one."""
-    from mlops.endpoints.manager import describe_endpoint
+    from mlops.backends import get_endpoint_backend
     from mlops.errors import EndpointNotFoundError
 
     try:
-        state = describe_endpoint(settings, endpoint)
+        with get_endpoint_backend(settings) as backend:
+            state = backend.describe_endpoint(endpoint)
     except EndpointNotFoundError:
         return settings.capture_destination
     return state.capture.destination or settings.capture_destination

@@ -70,10 +70,11 @@ def _version_text(client: MlflowClient, name: str, version: object | None) -> st
 
 def model_status(settings: Settings) -> list[ModelStatus]:
     """Every registered model with its champion, challenger, endpoints and last runs."""
-    from mlops.endpoints.manager import list_endpoints
+    from mlops.backends import get_endpoint_backend
 
     client = connect(settings)
-    endpoints = list_endpoints(settings)
+    with get_endpoint_backend(settings) as backend:
+        endpoints = backend.list_endpoints()
     rows = []
     for model in sorted(client.search_registered_models(), key=lambda m: m.name):
         row = ModelStatus(

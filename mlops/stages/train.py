@@ -13,8 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops.backends import TrainingJobSpec, get_backend
-from mlops.backends.base import LogSink
+from mlops.backends import LogSink, TrainingJobSpec, get_backend
 from mlops.errors import ConfigError, TrainingError
 from mlops.settings import TrainingSettings
 from mlops.stages._artifacts import save_result

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mlops.endpoints.state import EndpointState, VariantState, save_state
+from mlops.backends.local.gateway.state import EndpointState, VariantState, save_state
 from mlops.settings import Settings
 from mlops.tracking import Events, connect, model_resource_id
 from tests.capture_helpers import predict, taxi_rows, write_capture

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flows.deployment import DEMO_APPROVER
-from mlops.endpoints.manager import delete_endpoint, list_endpoints
+from mlops.backends.local.gateway.manager import delete_endpoint, list_endpoints
 from mlops.registry import get_alias_version
 from mlops.tracking import ALIAS_CHAMPION, Tags, connect, deployments_experiment
 from tests.conftest import make_settings

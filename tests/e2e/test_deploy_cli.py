@@ -13,7 +13,7 @@ from uuid import UUID
 import httpx
 import pytest
 
-from mlops.endpoints.manager import delete_endpoint, list_endpoints
+from mlops.backends.local.gateway.manager import delete_endpoint, list_endpoints
 from mlops.pipelines import run_training_pipeline
 from mlops.registry import get_alias_version
 from mlops.tracking import ALIAS_CHALLENGER, ALIAS_CHAMPION, Tags, connect

@@ -109,7 +109,7 @@ def test_prod_refuses_a_version_not_approved_in_the_central_registry(
         with pytest.raises(ApprovalError, match="not approved"):
             deploy(prod, MODEL, version)
     # refused before any endpoint started: none exists, not even a rollout lock
-    from mlops.endpoints.manager import describe_endpoint
+    from mlops.backends.local.gateway.manager import describe_endpoint
 
     for env in ("dev", "prod"):
         with pytest.raises(EndpointNotFoundError):

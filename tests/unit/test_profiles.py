@@ -48,7 +48,7 @@ def test_a_profile_overrides_the_base_settings_key_by_key(
     assert prod.environment == "prod" and prod.work_dir == Path(".prod")
     assert prod.work_pool == "prod-pool"
     assert prod.rollout.prod_endpoint == "{model}-live"
-    assert prod.rollout.canary_size == 20  # the rest of [rollout] stays
+    assert prod.rollout.routing.canary_size == 20  # the rest of [rollout] stays
     # one central registry, and artifacts every environment reaches
     assert prod.effective_registry_uri == "sqlite:////srv/registry.db"
     assert prod.artifact_root == "file:///srv/artifacts"

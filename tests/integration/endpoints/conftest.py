@@ -56,7 +56,7 @@ def csv_rows(ep_settings: Settings, taxi_ref: str) -> list[bytes]:
     """CSV lines (no header, the model's feature order) from the model's input example."""
     from mlflow.models import Model
 
-    from mlops.endpoints.state import resolve_model_dir
+    from mlops.backends.local.gateway.state import resolve_model_dir
 
     model_dir, _, _ = resolve_model_dir(ep_settings, taxi_ref)
     model = Model.load(model_dir)

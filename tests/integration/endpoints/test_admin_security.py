@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlops.endpoints import (
+from mlops.backends.local.gateway import (
     EndpointClient,
     EndpointState,
     VariantSpec,
@@ -29,9 +29,9 @@ from mlops.endpoints import (
     start_endpoint,
     stop_endpoint,
 )
-from mlops.endpoints.admin_auth import token_path
-from mlops.endpoints.model_policy import allow_code, allow_folder
-from mlops.endpoints.state import endpoint_dir, state_path
+from mlops.backends.local.gateway.admin_auth import token_path
+from mlops.backends.local.gateway.model_policy import allow_code, allow_folder
+from mlops.backends.local.gateway.state import endpoint_dir, state_path
 from mlops.errors import EndpointError
 from mlops.settings import Settings
 from tests.conftest import make_settings

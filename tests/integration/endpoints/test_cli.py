@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli.endpoints import endpoint_app
-from mlops.endpoints.processes import pid_alive
+from mlops.backends.local.gateway.processes import pid_alive
 from mlops.errors import ConfigError, EndpointError, EndpointNotFoundError
 from mlops.settings import Settings
 

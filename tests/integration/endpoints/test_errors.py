@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from mlops.endpoints import (
+from mlops.backends.local.gateway import (
     VariantSpec,
     create_endpoint,
     delete_endpoint,
@@ -38,9 +38,9 @@ def test_unknown_model_fails_before_anything_starts(ep_settings: Settings, taxi_
         ("ok", [VariantSpec("v 1", "m/1")], "variant name 'v 1' is not valid"),
         ("ok", [], "at least one variant"),
         ("ok", [VariantSpec("a", "m/1"), VariantSpec("a", "m/2")], "used twice"),
-        ("ok", [VariantSpec("a", "m/1", weight=-1)], "finite number >= 0"),
-        ("ok", [VariantSpec("a", "m/1", weight=float("nan"))], "finite number >= 0"),
-        ("ok", [VariantSpec("a", "m/1", weight=0)], "weight > 0"),
+        ("ok", [VariantSpec("a", "m/1", initial_weight=-1)], "finite number >= 0"),
+        ("ok", [VariantSpec("a", "m/1", initial_weight=float("nan"))], "finite number >= 0"),
+        ("ok", [VariantSpec("a", "m/1", initial_weight=0)], "weight > 0"),
         ("ok", [VariantSpec("a", "m/1", shadow=True)], "production"),
         (
             "ok",

@@ -16,8 +16,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from mlops.endpoints import EndpointClient, VariantSpec, create_endpoint, delete_endpoint
-from mlops.endpoints.state import EndpointState
+from mlops.backends.local.gateway import (
+    EndpointClient,
+    VariantSpec,
+    create_endpoint,
+    delete_endpoint,
+)
+from mlops.backends.local.gateway.state import EndpointState
 from mlops.settings import Settings
 from tests.conftest import make_settings
 

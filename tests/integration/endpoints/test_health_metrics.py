@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import pytest
 
-from mlops.endpoints import (
+from mlops.backends.local.gateway import (
     EndpointClient,
     VariantSpec,
     create_endpoint,
@@ -28,8 +28,8 @@ from mlops.endpoints import (
     describe_endpoint,
     start_endpoint,
 )
-from mlops.endpoints.processes import pid_alive
-from mlops.endpoints.state import endpoint_metrics_dir
+from mlops.backends.local.gateway.processes import pid_alive
+from mlops.backends.local.gateway.state import endpoint_metrics_dir
 from mlops.errors import EndpointNotFoundError
 from mlops.monitoring.endpoint_metrics import MetricsRecord
 from mlops.monitoring.health import VariantHealth, read_health

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import pytest
 
-from mlops.endpoints import (
+from mlops.backends.local.gateway import (
     EndpointClient,
     EndpointState,
     VariantSpec,
@@ -29,8 +29,8 @@ from mlops.endpoints import (
     list_endpoints,
     start_endpoint,
 )
-from mlops.endpoints.processes import pid_alive
-from mlops.endpoints.state import state_path
+from mlops.backends.local.gateway.processes import pid_alive
+from mlops.backends.local.gateway.state import state_path
 from mlops.errors import EndpointError, EndpointNotFoundError, ModelNotFoundError
 from mlops.settings import Settings
 
@@ -63,7 +63,7 @@ def endpoint(ep_settings: Settings, taxi_ref: str, second_ref: str) -> Iterator[
         NAME,
         [
             VariantSpec("v1", taxi_ref),
-            VariantSpec("shadow", second_ref, weight=0.0, shadow=True),
+            VariantSpec("shadow", second_ref, initial_weight=0.0, shadow=True),
         ],
         sampling=100,
     )

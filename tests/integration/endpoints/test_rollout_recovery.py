@@ -21,10 +21,15 @@ from typer.testing import CliRunner
 
 from flows.cli.endpoints import endpoint_app
 from flows.traffic import TrafficGenerator
-from mlops.endpoints import EndpointClient, VariantSpec, create_endpoint, delete_endpoint
-from mlops.endpoints.manager import describe_endpoint
-from mlops.endpoints.rollout_lock import lock_holder, read_note
+from mlops.backends.local.gateway import (
+    EndpointClient,
+    VariantSpec,
+    create_endpoint,
+    delete_endpoint,
+)
+from mlops.backends.local.gateway.manager import describe_endpoint
 from mlops.errors import EndpointError, EndpointNotFoundError, EndpointStateError, RolloutError
+from mlops.rollout.lock import lock_holder, read_note
 from mlops.settings import Settings
 from mlops.tracking import Tags, connect
 from tests.conftest import BIN

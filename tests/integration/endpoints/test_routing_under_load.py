@@ -21,15 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from mlops.capture import read_capture
-from mlops.endpoints import (
+from mlops.backends.local.gateway import (
     EndpointClient,
     VariantSpec,
     create_endpoint,
     delete_endpoint,
     stop_endpoint,
 )
-from mlops.endpoints.state import endpoint_metrics_dir
+from mlops.backends.local.gateway.state import endpoint_metrics_dir
+from mlops.capture import read_capture
 from mlops.monitoring.endpoint_metrics import read_records
 from mlops.settings import Settings
 from tests.conftest import make_settings
@@ -62,9 +62,9 @@ def capture(settings: Settings) -> Path:
 @pytest.fixture(scope="module")
 def endpoint(settings: Settings, capture: Path, taxi_ref: str) -> Iterator[str]:
     variants = [
-        VariantSpec("v1", taxi_ref, weight=70),
-        VariantSpec("v2", taxi_ref, weight=30),
-        VariantSpec("s", taxi_ref, weight=0, shadow=True),
+        VariantSpec("v1", taxi_ref, initial_weight=70),
+        VariantSpec("v2", taxi_ref, initial_weight=30),
+        VariantSpec("s", taxi_ref, initial_weight=0, shadow=True),
     ]
     create_endpoint(
         settings, NAME, variants, capture=True, capture_destination=str(capture), sampling=100

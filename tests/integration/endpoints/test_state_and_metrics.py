@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops.endpoints.metrics import MAX_EVENTS, MAX_PREDICTIONS, VariantMetrics
-from mlops.endpoints.state import (
+from mlops.backends.local.gateway.metrics import MAX_EVENTS, MAX_PREDICTIONS, VariantMetrics
+from mlops.backends.local.gateway.state import (
     EndpointState,
     VariantState,
     load_state,

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from mlops.endpoints.manager import (
+from mlops.backends.local.gateway.manager import (
     VariantSpec,
     create_endpoint,
     delete_endpoint,

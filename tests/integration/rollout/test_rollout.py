@@ -27,15 +27,16 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.traffic import TrafficGenerator
-from mlops.endpoints import VariantSpec, create_endpoint
-from mlops.endpoints.client import EndpointClient
-from mlops.endpoints.manager import delete_endpoint, describe_endpoint, list_endpoints
-from mlops.endpoints.model_policy import allow_code
-from mlops.endpoints.rollout_lock import lock_holder, read_note
+from mlops.backends.local.gateway import VariantSpec, create_endpoint
+from mlops.backends.local.gateway.client import EndpointClient
+from mlops.backends.local.gateway.manager import delete_endpoint, describe_endpoint, list_endpoints
+from mlops.backends.local.gateway.model_policy import allow_code
 from mlops.errors import ApprovalError, ConfigError, RolloutError
 from mlops.pipelines import run_training_pipeline
+from mlops.policy import BlueGreenPolicy
 from mlops.registry import approve, get_alias_version
-from mlops.rollout import BlueGreenPolicy, RolloutResult
+from mlops.rollout import RolloutResult
+from mlops.rollout.lock import lock_holder, read_note
 from mlops.settings import Settings
 from mlops.stages.deploy import (
     deploy_prod,
@@ -123,7 +124,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "good": v2,
         **{code: _log_code_model(settings, code, v1) for code in CODE_GREENS},
     }
-    first = deploy_prod(settings, "taxi", v1, policy=BlueGreenPolicy.from_settings(settings))
+    first = deploy_prod(settings, "taxi", v1, policy=settings.rollout.policy())
     assert first.completed and first.reason.startswith("created")
     allow_code(settings, endpoint_name(settings, "taxi", "prod"))  # the code greens below
     body, _ = reference_rows(settings, "taxi", v1, 300)
@@ -136,7 +137,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 def _policy(
     settings: Settings, *, latency_ms: float = RELAXED_LATENCY_MS, **overrides: Any
 ) -> BlueGreenPolicy:
-    policy = BlueGreenPolicy.from_settings(settings, **{**POLICY, **overrides})
+    policy = settings.rollout.policy(**{**POLICY, **overrides})
     alarms = policy.alarms.model_copy(update={"max_latency_p99_ms": latency_ms})
     return policy.model_copy(update={"alarms": alarms})
 

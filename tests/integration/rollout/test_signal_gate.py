@@ -21,12 +21,18 @@ from typing import Any
 import pytest
 
 from flows.traffic import TrafficGenerator
+from mlops.backends.local.gateway import (
+    VariantSpec,
+    create_endpoint,
+    delete_endpoint,
+    stop_endpoint,
+)
+from mlops.backends.local.gateway.client import EndpointClient
+from mlops.backends.local.gateway.state import endpoint_metrics_dir
 from mlops.capture import read_capture
-from mlops.endpoints import VariantSpec, create_endpoint, delete_endpoint, stop_endpoint
-from mlops.endpoints.client import EndpointClient
-from mlops.endpoints.state import endpoint_metrics_dir
 from mlops.monitoring.endpoint_metrics import read_records
-from mlops.rollout import AlarmThresholds, BlueGreenPolicy, RolloutResult
+from mlops.policy import AlarmThresholds
+from mlops.rollout import RolloutResult
 from mlops.settings import Settings
 from mlops.stages.deploy import deploy_to_endpoint, reference_rows
 from mlops.tracking import Tags, connect
@@ -122,7 +128,7 @@ def _client(env: dict[str, Any]) -> EndpointClient:
 def _roll_out(env: dict[str, Any], green: str, rows: list[bytes]) -> tuple[RolloutResult, Any]:
     """Roll ``green`` out while ``rows`` are sent at 40 requests/s."""
     settings: Settings = env["settings"]
-    policy = BlueGreenPolicy.from_settings(settings, **ROUTING, termination_wait_s=1)
+    policy = settings.rollout.policy(**ROUTING, termination_wait_s=1)
     policy = policy.model_copy(update={"alarms": ALARMS})
     with (
         _client(env) as client,

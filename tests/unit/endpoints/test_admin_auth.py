@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mlops.endpoints.admin_auth import (
+from mlops.backends.local.gateway.admin_auth import (
     check_admin_request,
     ensure_token,
     read_token,
     token_path,
 )
-from mlops.endpoints.asgi import HttpError
+from mlops.backends.local.gateway.asgi import HttpError
 from mlops.errors import EndpointError
 
 TOKEN = "t" * 43

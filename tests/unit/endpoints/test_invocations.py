@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 
-from mlops.endpoints.invocations import InvocationsServer, Request, Response, json_response
+from mlops.backends.local.gateway.invocations import (
+    InvocationsServer,
+    Request,
+    Response,
+    json_response,
+)
 from mlops.settings import ServingSettings
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops.endpoints.metrics import VariantMetrics
-from mlops.endpoints.minute_metrics import MinuteMetrics
+from mlops.backends.local.gateway.metrics import VariantMetrics
+from mlops.backends.local.gateway.minute_metrics import MinuteMetrics
 from mlops.monitoring.endpoint_metrics import read_records, status_class
 from mlops.rollout.alarms import VariantWindow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.endpoints.model_policy import (
+from mlops.backends.local.gateway.model_policy import (
     ModelNotAllowedError,
     ModelPolicy,
     check_code,

@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from mlops.endpoints.pairing import MIRROR_HEADER, Pairing, PairingConfig, mirror_token
-from mlops.endpoints.state import VariantState
-from mlops.endpoints.variants import Variant
+from mlops.backends.local.gateway.pairing import MIRROR_HEADER, Pairing, PairingConfig, mirror_token
+from mlops.backends.local.gateway.state import VariantState
+from mlops.backends.local.gateway.variants import Variant
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 

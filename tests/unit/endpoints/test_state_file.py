@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.endpoints.state import (
+from mlops.backends.local.gateway.state import (
     BACKUP_FILE,
     EndpointState,
     VariantState,
@@ -53,7 +53,7 @@ def test_damaged_file_is_read_from_its_backup_with_a_warning(
 ) -> None:
     path = save_state(tmp_path, _state(weight=2.0))
     path.write_bytes(damage)
-    with caplog.at_level(logging.WARNING, logger="mlops.endpoints.state"):
+    with caplog.at_level(logging.WARNING, logger="mlops.backends.local.gateway.state"):
         state = load_state(tmp_path, "taxi-prod")
     assert state.variants[0].weight == 2.0
     assert problem in caplog.text and "using its backup endpoint.json.bak" in caplog.text

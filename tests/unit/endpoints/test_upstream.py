@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mlops.endpoints.upstream import Upstream, UpstreamTimeout, UpstreamUnavailable
+from mlops.backends.local.gateway.upstream import Upstream, UpstreamTimeout, UpstreamUnavailable
 
 ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: text/csv\r\ncontent-length: %d\r\n\r\n%s"
 

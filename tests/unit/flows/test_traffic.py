@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from flows.traffic import TrafficGenerator
-from mlops.endpoints.client import INVOKED_HEADER, EndpointClient
+from mlops.backends.local.gateway.client import INVOKED_HEADER, EndpointClient
 from tests.conftest import _free_port
 
 # body → (status, variant header); like a gateway: its own errors name no variant

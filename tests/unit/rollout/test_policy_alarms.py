@@ -7,7 +7,8 @@ import random
 import pytest
 
 from mlops.errors import ConfigError
-from mlops.rollout import AlarmThresholds, BlueGreenPolicy, TrafficRouting, VariantWindow
+from mlops.policy import AlarmThresholds, TrafficRouting
+from mlops.rollout import VariantWindow
 from mlops.rollout.alarms import evaluate_alarms
 from tests.conftest import make_settings
 
@@ -34,8 +35,7 @@ def test_canary_size_over_half_is_refused() -> None:
 def test_policy_that_cannot_finish_in_time_is_refused(tmp_path) -> None:
     settings = make_settings(tmp_path)
     with pytest.raises(ConfigError, match="max_execution_s"):
-        BlueGreenPolicy.from_settings(
-            settings,
+        settings.rollout.policy(
             traffic_routing="LINEAR",
             linear_step=10,
             wait_interval_s=600,
@@ -45,14 +45,14 @@ def test_policy_that_cannot_finish_in_time_is_refused(tmp_path) -> None:
 
 def test_policy_from_settings_with_overrides(tmp_path) -> None:
     settings = make_settings(tmp_path, rollout={"canary_size": 25, "alarms": {"min_requests": 7}})
-    policy = BlueGreenPolicy.from_settings(settings, wait_interval_s=2, termination_wait_s=None)
+    policy = settings.rollout.policy(wait_interval_s=2, termination_wait_s=None)
     assert policy.routing.type == "CANARY"
     assert policy.routing.canary_size == 25
     assert policy.routing.wait_interval_s == 2
     assert policy.termination_wait_s == settings.rollout.termination_wait_s
     assert policy.alarms.min_requests == 7
     with pytest.raises(ConfigError, match="unknown rollout option"):
-        BlueGreenPolicy.from_settings(settings, bake=3)
+        settings.rollout.policy(bake=3)
 
 
 def _window(

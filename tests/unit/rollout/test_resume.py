@@ -1,9 +1,9 @@
 """The controller's steps as an observer sees them, and resuming an interrupted rollout.
 
-The gateway here is a small in-memory stand-in for the admin API (variants, weights, the
-metrics window, the pairing of predictions), so each resume point can be set up exactly;
-the real thing is exercised by tests/integration/endpoints/test_rollout_recovery.py with
-killed rollout processes.
+The endpoint here is a small in-memory stand-in for an endpoint backend with request pairing
+(variants, weights, the metrics window, the pairing of predictions), so each resume point can
+be set up exactly; the real thing is exercised by
+tests/integration/endpoints/test_rollout_recovery.py with killed rollout processes.
 """
 
 from __future__ import annotations
@@ -12,10 +12,20 @@ from typing import Any
 
 import pytest
 
-from mlops.endpoints.client import InvokeResult
-from mlops.endpoints.state import EndpointState, VariantState
+from mlops.backends import (
+    CaptureDescription,
+    EndpointBackend,
+    EndpointDescription,
+    InvokeResult,
+    PairingBatch,
+    RequestPairing,
+    VariantDescription,
+    VariantMetrics,
+    VariantSpec,
+)
 from mlops.errors import RolloutError
-from mlops.rollout import BlueGreenPolicy, RolloutStep, run_rollout
+from mlops.policy import BlueGreenPolicy
+from mlops.rollout import RolloutStep, run_rollout
 from mlops.rollout.controller import Phase, ResumePoint
 
 POLICY = BlueGreenPolicy.model_validate(
@@ -27,64 +37,94 @@ POLICY = BlueGreenPolicy.model_validate(
 
 
 class _Gateway:
-    """Variants and weights in memory; every variant answers 200 with healthy numbers."""
+    """An endpoint backend with request pairing, in memory; every variant answers 200 with
+    healthy numbers."""
+
+    name = "memory"
 
     def __init__(self, weights: dict[str, float], *, green_errors: bool = False) -> None:
         self.weights = dict(weights)
         self.green_errors = green_errors
         self.calls: list[str] = []
 
-    def state(self) -> EndpointState:
-        return EndpointState(
-            name="ep",
-            port=1,
+    def describe_endpoint(self, endpoint: str) -> EndpointDescription:
+        return EndpointDescription(
+            name=endpoint,
             status="InService",
-            variants=[
-                VariantState(name=n, model_dir=f"/m/{n}", weight=w, status="InService")
+            variants=tuple(
+                VariantDescription(name=n, status="InService", weight=w)
                 for n, w in self.weights.items()
-            ],
+            ),
+            capture=CaptureDescription(enabled=False, destination=None, sampling_percentage=0),
         )
 
-    def add_variant(self, name: str, model_ref: str | None = None, **kw: Any) -> VariantState:
-        self.calls.append(f"add {name}")
-        self.weights[name] = float(kw.get("weight", 0.0))
-        return self.state().variant(name)
+    def add_variant(self, endpoint: str, spec: VariantSpec) -> VariantDescription:
+        self.calls.append(f"add {spec.name}")
+        self.weights[spec.name] = spec.initial_weight
+        return VariantDescription(name=spec.name, status="InService", weight=spec.initial_weight)
 
-    def remove_variant(self, name: str, **kw: Any) -> None:
-        self.calls.append(f"remove {name}")
-        del self.weights[name]
+    def remove_variant(self, endpoint: str, variant: str) -> None:
+        self.calls.append(f"remove {variant}")
+        del self.weights[variant]
 
-    def set_weights(self, weights: dict[str, float]) -> dict[str, float]:
+    def set_weights(self, endpoint: str, weights: dict[str, float]) -> dict[str, float]:
         self.calls.append(f"weights {weights}")
         self.weights.update(weights)
         return dict(self.weights)
 
-    def invoke(self, body: bytes, **kw: Any) -> InvokeResult:
-        rows = body.count(b"\n")
+    def invoke(self, endpoint: str, body: bytes | str, **kw: Any) -> InvokeResult:
+        rows = (body.encode() if isinstance(body, str) else body).count(b"\n")
         return InvokeResult(200, b"12.5\n" * rows, "text/csv", kw.get("target_variant"), 3.0)
 
-    def metrics(self, since: float = 0.0) -> dict[str, Any]:
-        def window(name: str) -> dict[str, Any]:
+    def variant_metrics(
+        self, endpoint: str, *, since: float, until: float | None = None
+    ) -> dict[str, VariantMetrics]:
+        def window(name: str) -> VariantMetrics:
             bad = self.green_errors and name == "v2"
-            return {
-                "requests": 50,
-                "status_2xx": 0 if bad else 50,
-                "status_5xx": 50 if bad else 0,
-                "latency_ms": {"p50": 3.0, "p99": 6.0},
-                "predictions": [12.5] * 50,
-            }
+            return VariantMetrics(
+                requests=50,
+                status_2xx=0 if bad else 50,
+                status_5xx=50 if bad else 0,
+                latency_p50_ms=3.0,
+                latency_p99_ms=6.0,
+            )
 
-        return {"variants": {name: window(name) for name in self.weights}}
+        return {name: window(name) for name in self.weights}
 
-    def start_pairing(self, green: str, blue: str, **kw: Any) -> dict[str, Any]:
-        return {"active": True, "id": "p1", "next": 0}
+    def start_pairing(
+        self, endpoint: str, green: str, blue: str, *, max_per_s: float
+    ) -> PairingBatch:
+        return PairingBatch(id="p1", active=True, next=0)
 
-    def pairing(self, after: int = 0) -> dict[str, Any]:
+    def read_pairing(self, endpoint: str, *, after: int) -> PairingBatch:
         """Green and blue agree on every mirrored row."""
-        return {"active": True, "id": "p1", "next": after + 50, "pairs": [[12.5, 12.5]] * 50}
+        return PairingBatch(id="p1", active=True, pairs=((12.5, 12.5),) * 50, next=after + 50)
 
-    def stop_pairing(self) -> dict[str, Any]:
-        return {"active": False}
+    def stop_pairing(self, endpoint: str) -> None:
+        return None
+
+    def list_endpoints(self) -> list[EndpointDescription]:
+        return [self.describe_endpoint("ep")]
+
+    def create_endpoint(self, endpoint: str, variants: list[VariantSpec]) -> EndpointDescription:
+        raise NotImplementedError
+
+    def delete_endpoint(self, endpoint: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> _Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_the_stand_in_is_an_endpoint_backend_that_pairs() -> None:
+    gateway = _Gateway({"v1": 1.0})
+    assert isinstance(gateway, EndpointBackend) and isinstance(gateway, RequestPairing)
 
 
 class _Observer:
@@ -213,3 +253,30 @@ def test_resume_refuses_what_it_cannot_continue_safely(
     with pytest.raises(RolloutError, match=match):
         _roll(gateway, resume)
     assert gateway.calls == []
+
+
+class _WithoutPairing:
+    """The same endpoint through the core Protocol only: no request pairing."""
+
+    name = "no-pairing"
+
+    def __init__(self, inner: _Gateway) -> None:
+        self.inner = inner
+        for op in (
+            "describe_endpoint", "list_endpoints", "create_endpoint", "add_variant",
+            "remove_variant", "set_weights", "invoke", "variant_metrics", "delete_endpoint",
+            "close", "__enter__", "__exit__",
+        ):  # fmt: skip
+            setattr(self, op, getattr(inner, op))
+
+
+def test_a_backend_without_pairing_rolls_out_without_the_model_signal_gate() -> None:
+    backend = _WithoutPairing(_Gateway({"v1": 1.0}))
+    assert isinstance(backend, EndpointBackend) and not isinstance(backend, RequestPairing)
+    result = _roll(backend)  # type: ignore[arg-type]
+    assert result.completed, result.reason
+    assert backend.inner.weights == {"v2": 100.0}
+    assert result.timeline and all(p["signal_pairs"] == 0 for p in result.timeline)
+    # with pairing, the same rollout judges the pairs
+    paired = _roll(_Gateway({"v1": 1.0}))
+    assert max(p["signal_pairs"] for p in paired.timeline) > 0

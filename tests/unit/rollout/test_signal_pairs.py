@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from mlops.rollout import AlarmThresholds, VariantWindow, paired_signal
+from mlops.policy import AlarmThresholds
+from mlops.rollout import VariantWindow, paired_signal
 from mlops.rollout.alarms import evaluate_alarms, signal_p_value
 
 THRESHOLDS = AlarmThresholds(min_requests=20, max_signal_shift=0.2, signal_tolerance=0.1)

@@ -2,20 +2,20 @@
 
 One gateway process per endpoint, one event loop (uvloop when installed):
 
-* :mod:`~mlops.endpoints.routing` answers the invocations port (``/ping``,
+* :mod:`.routing` answers the invocations port (``/ping``,
   ``/invocations``): weights, target variants, proxying, shadow copies; the port is read
-  by the lean HTTP/1.1 server of :mod:`~mlops.endpoints.invocations`, bounded like the
+  by the lean HTTP/1.1 server of :mod:`.invocations`, bounded like the
   model server (``serving.max_header_bytes``, ``header_timeout_s``, ``request_timeout_s``,
   ``keep_alive_s``, ``max_connections``);
-* :mod:`~mlops.endpoints.supervision` runs the variants' model servers (adopted when still
+* :mod:`.supervision` runs the variants' model servers (adopted when still
   running from an earlier gateway, restarted when they die);
-* :mod:`~mlops.endpoints.admin` answers the admin port (uvicorn, raw ASGI, the same
+* :mod:`.admin` answers the admin port (uvicorn, raw ASGI, the same
   bounds), a second loopback port that only the endpoint's owner can use (a token from a
-  0600 file, :mod:`~mlops.endpoints.admin_auth`); requests to the invocations port never
+  0600 file, :mod:`.admin_auth`); requests to the invocations port never
   reach it;
-* the endpoint's state file (:mod:`~mlops.endpoints.state`) is rewritten after each change,
+* the endpoint's state file (:mod:`.state`) is rewritten after each change,
   so the gateway started again restores the same variants, weights and ports;
-* :mod:`~mlops.endpoints.minute_metrics` records each variant's requests, errors and
+* :mod:`.minute_metrics` records each variant's requests, errors and
   latencies per minute to the endpoint's ``metrics/`` folder, kept across restarts.
 """
 
@@ -31,21 +31,21 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
-from mlops.endpoints.admin import AdminApi
-from mlops.endpoints.admin_auth import ensure_token
-from mlops.endpoints.asgi import Receive, Scope, Send
-from mlops.endpoints.invocations import InvocationsServer
-from mlops.endpoints.minute_metrics import MinuteMetrics
-from mlops.endpoints.routing import Router
-from mlops.endpoints.state import (
+from mlops.backends.local.gateway.admin import AdminApi
+from mlops.backends.local.gateway.admin_auth import ensure_token
+from mlops.backends.local.gateway.asgi import Receive, Scope, Send
+from mlops.backends.local.gateway.invocations import InvocationsServer
+from mlops.backends.local.gateway.minute_metrics import MinuteMetrics
+from mlops.backends.local.gateway.routing import Router
+from mlops.backends.local.gateway.state import (
     EndpointState,
     endpoint_dir,
     endpoint_metrics_dir,
     load_state,
     save_state,
 )
-from mlops.endpoints.supervision import Supervisor
-from mlops.endpoints.variants import Variant, live_states
+from mlops.backends.local.gateway.supervision import Supervisor
+from mlops.backends.local.gateway.variants import Variant, live_states
 from mlops.errors import EndpointError
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ def run_gateway(settings: Settings, name: str) -> None:
     """Run the gateway of endpoint ``name`` in this process until it is shut down.
 
     Holds an exclusive lock on ``<endpoint dir>/gateway.lock`` so that one gateway at most
-    runs per endpoint. Listens on the invocations port (:mod:`~mlops.endpoints.invocations`)
+    runs per endpoint. Listens on the invocations port (:mod:`.invocations`)
     and on the admin port (uvicorn), both on loopback; an endpoint saved before admin ports
     existed gets a free one.
 

@@ -1,7 +1,7 @@
 """The invocations side of a gateway: weights, target-variant routing, proxying, shadows.
 
 This answers the requests of the endpoint's invocations port, which
-:mod:`mlops.endpoints.invocations` reads (SageMaker runtime semantics):
+:mod:`mlops.backends.local.gateway.invocations` reads (SageMaker runtime semantics):
 
 * ``GET /ping``: the gateway is alive; the body names the endpoint's status.
 * ``POST /invocations`` and ``POST /endpoints/{name}/invocations``: a production variant is
@@ -12,7 +12,7 @@ This answers the requests of the endpoint's invocations port, which
 
 Every answer of a variant is counted in its in-memory metrics (the admin API, rollout alarms)
 and in the endpoint's per-minute records on disk. Nothing else is served here: the admin API
-has a port of its own (:mod:`mlops.endpoints.admin`).
+has a port of its own (:mod:`mlops.backends.local.gateway.admin`).
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
+from mlops.backends.local.gateway.asgi import HttpError
+from mlops.backends.local.gateway.invocations import Request, Response, json_response
+from mlops.backends.local.gateway.upstream import Upstream, UpstreamTimeout, UpstreamUnavailable
 from mlops.capture import parse_predictions
-from mlops.endpoints.asgi import HttpError
-from mlops.endpoints.invocations import Request, Response, json_response
-from mlops.endpoints.upstream import Upstream, UpstreamTimeout, UpstreamUnavailable
 
 if TYPE_CHECKING:
-    from mlops.endpoints.minute_metrics import MinuteMetrics
-    from mlops.endpoints.pairing import Pairing
-    from mlops.endpoints.state import EndpointState
-    from mlops.endpoints.variants import Variant
+    from mlops.backends.local.gateway.minute_metrics import MinuteMetrics
+    from mlops.backends.local.gateway.pairing import Pairing
+    from mlops.backends.local.gateway.state import EndpointState
+    from mlops.backends.local.gateway.variants import Variant
 
 __all__ = ["INVOKED_HEADER", "Router"]
 
@@ -69,13 +69,13 @@ class Router:
         self._shadow_inflight = 0
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._upstreams: dict[int | None, Upstream] = {}  # by model server port
-        # model-signal gate: set by the admin API during a rollout (mlops.endpoints.pairing)
+        # model-signal gate: set by the admin API during a rollout (pairing.py)
         self.pairing: Pairing | None = None
         self.rebuild()
 
     async def start(self) -> None:
         """Nothing to open: connections to the model servers are made when first needed
-        and kept alive (:mod:`mlops.endpoints.upstream`)."""
+        and kept alive (:mod:`mlops.backends.local.gateway.upstream`)."""
 
     def cancel_shadows(self) -> None:
         """Drop the shadow copies in flight (at shutdown)."""
@@ -204,7 +204,7 @@ class Router:
         predictions = _predictions(answer.body, content_type) if answer.ok else []
         overhead_s = time.perf_counter() - received - latency_ms / 1000
         self._record(variant, answer.status, latency_ms, predictions, overhead_s)
-        # -- model-signal pairing (mlops.endpoints.pairing): may copy to blue, returns at once
+        # -- model-signal pairing (pairing.py): may copy to blue, returns at once
         if self.pairing is not None and answer.ok:
             sent = {
                 n.decode(): headers[n].decode("latin-1") for n in FORWARDED_HEADERS if n in headers

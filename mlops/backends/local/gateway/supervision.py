@@ -22,9 +22,9 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops.endpoints.admin_auth import read_token
-from mlops.endpoints.pairing import MIRROR_TOKEN_ENV, mirror_token
-from mlops.endpoints.processes import (
+from mlops.backends.local.gateway.admin_auth import read_token
+from mlops.backends.local.gateway.pairing import MIRROR_TOKEN_ENV, mirror_token
+from mlops.backends.local.gateway.processes import (
     STOP_GRACE_S,
     find_free_port,
     is_process_of,
@@ -38,8 +38,8 @@ from mlops.errors import EndpointError, MlopsError
 if TYPE_CHECKING:
     import httpx
 
-    from mlops.endpoints.state import EndpointState, VariantState
-    from mlops.endpoints.variants import Variant
+    from mlops.backends.local.gateway.state import EndpointState, VariantState
+    from mlops.backends.local.gateway.variants import Variant
     from mlops.settings import Settings
 
 __all__ = ["Supervisor"]

@@ -2,7 +2,7 @@
 
 A variant's model is a registry reference (``models:/NAME/VERSION``, ``NAME@ALIAS``) that the
 gateway resolves, or a local folder that the owner chose through the CLI or the manager
-(:func:`mlops.endpoints.manager.add_variant`); the admin API can only name such a folder,
+(:func:`.manager.add_variant`); the admin API can only name such a folder,
 never load any other path sent over HTTP. A model that runs code when it loads (a pyfunc
 whose ``loader_module`` is not a flavor that reads a data file, a ``python_model``, ``code``
 paths, a class named in the MLmodel) is served only when the owner opted in
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mlops.endpoints.state import endpoint_dir, load_state, resolve_model_dir
+from mlops.backends.local.gateway.state import endpoint_dir, load_state, resolve_model_dir
 from mlops.errors import EndpointError
 
 if TYPE_CHECKING:

@@ -8,13 +8,13 @@ endpoint's owner can read.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from mlops.endpoints.admin_auth import read_token, token_path
-from mlops.endpoints.state import EndpointState, VariantState, endpoint_dir, load_state
+from mlops.backends.endpoint import InvokeResult
+from mlops.backends.local.gateway.admin_auth import read_token, token_path
+from mlops.backends.local.gateway.state import EndpointState, VariantState, endpoint_dir, load_state
 from mlops.errors import EndpointError, ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -25,41 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["EndpointClient", "InvokeResult"]
 
 INVOKED_HEADER = "X-Amzn-Invoked-Production-Variant"
-
-
-@dataclass(frozen=True)
-class InvokeResult:
-    """The answer to one invocation.
-
-    Attributes:
-        status: HTTP status (200, or the model server's/gateway's error status).
-        body: the raw answer.
-        content_type: its content type.
-        variant: the production variant that answered (``X-Amzn-Invoked-Production-Variant``).
-        latency_ms: round trip seen by this client.
-    """
-
-    status: int
-    body: bytes
-    content_type: str
-    variant: str | None
-    latency_ms: float
-
-    @property
-    def ok(self) -> bool:
-        """Whether the status is 2xx."""
-        return 200 <= self.status < 300
-
-    @property
-    def text(self) -> str:
-        """The body decoded as UTF-8."""
-        return self.body.decode("utf-8", errors="replace")
-
-    def predictions(self) -> list[float]:
-        """Numeric predictions of a successful CSV or JSON answer."""
-        from mlops.capture import parse_predictions
-
-        return parse_predictions(self.body, self.content_type)
 
 
 class EndpointClient:
@@ -207,7 +172,7 @@ class EndpointClient:
             name: variant name, e.g. ``v4``.
             model_ref: ``models:/NAME/VERSION`` or ``NAME@ALIAS`` (downloaded by the gateway).
             model_dir: instead of ``model_ref``, a local MLflow model folder that the
-                endpoint's owner chose (:func:`mlops.endpoints.manager.add_variant`); the
+                endpoint's owner chose (:func:`.manager.add_variant`); the
                 gateway refuses any other folder.
             weight: relative traffic weight (0: only reachable with a target-variant header).
             shadow: receive a copy of every request; its answers are never returned.

@@ -37,7 +37,7 @@ from mlops.serving.app import MIRROR_HEADER, MIRROR_TOKEN_ENV
 if TYPE_CHECKING:
     import httpx
 
-    from mlops.endpoints.variants import Variant
+    from mlops.backends.local.gateway.variants import Variant
 
 __all__ = [
     "MAX_PAIRS",

@@ -12,7 +12,9 @@ Beside the endpoint's state (``<endpoints_dir>/<name>/``):
   it is an interrupted rollout: ``mlops endpoint rollback`` or ``resume`` deals with it.
 
 The gateway owns ``endpoint.json`` and rewrites it from memory, so the rollout keeps its
-note in a file of its own rather than in the endpoint's state.
+note in a file of its own rather than in the endpoint's state. The files live in the local
+endpoint folder of the endpoint's name whatever the backend, so a rollout from this machine
+is one at a time for any endpoint (the folder helpers come from the local gateway's state).
 """
 
 from __future__ import annotations
@@ -28,13 +30,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from mlops.endpoints.processes import command_line
-from mlops.endpoints.state import EndpointState, endpoint_dir, utcnow, write_atomically
+from mlops.backends.local.gateway.processes import command_line
+from mlops.backends.local.gateway.state import endpoint_dir, utcnow, write_atomically
 from mlops.errors import RolloutError
+
+if TYPE_CHECKING:
+    from mlops.backends import EndpointDescription
 
 __all__ = [
     "EndpointLock",
@@ -126,7 +131,9 @@ class RolloutNote(BaseModel):
     started_at: str = Field(default_factory=utcnow)
     updated_at: str = Field(default_factory=utcnow)
 
-    def summary(self, state: EndpointState | None = None, *, interrupted: bool = True) -> str:
+    def summary(
+        self, state: EndpointDescription | None = None, *, interrupted: bool = True
+    ) -> str:
         """One line for ``describe``: versions, step, traffic split, record run."""
         arrow = f"{self.blue or '(none)'} → {self.green}"
         traffic = _split(self, state)
@@ -137,7 +144,7 @@ class RolloutNote(BaseModel):
         )
 
 
-def _split(note: RolloutNote, state: EndpointState | None) -> str:
+def _split(note: RolloutNote, state: EndpointDescription | None) -> str:
     """Blue/green traffic as ``90/10``, from the live weights when the state is known."""
     if state is not None:
         weights = {v.name: v.weight for v in state.variants if not v.shadow}

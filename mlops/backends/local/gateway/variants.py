@@ -6,9 +6,9 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mlops.endpoints.metrics import VariantMetrics
-from mlops.endpoints.processes import pid_alive
-from mlops.endpoints.state import VariantState
+from mlops.backends.local.gateway.metrics import VariantMetrics
+from mlops.backends.local.gateway.processes import pid_alive
+from mlops.backends.local.gateway.state import VariantState
 
 __all__ = ["Variant", "live_states"]
 

@@ -25,7 +25,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from mlops.endpoints.asgi import HttpError, Scope, header
+from mlops.backends.local.gateway.asgi import HttpError, Scope, header
 from mlops.errors import EndpointError
 
 __all__ = [

@@ -2,13 +2,15 @@
 
 The local backend's counterpart of a SageMaker endpoint: weighted production variants, a
 shadow variant, data capture, target-variant routing, and an admin API through which a
-rollout shifts traffic between variants.
+rollout shifts traffic between variants. Stages and flows reach it through
+:class:`mlops.backends.local.endpoint.LocalEndpointBackend` (the endpoint backend Protocol);
+``VariantSpec`` and ``InvokeResult`` are the Protocol's own.
 """
 
 from __future__ import annotations
 
-from mlops.endpoints.client import EndpointClient, InvokeResult
-from mlops.endpoints.manager import (
+from mlops.backends.local.gateway.client import EndpointClient, InvokeResult
+from mlops.backends.local.gateway.manager import (
     VariantSpec,
     add_variant,
     create_endpoint,
@@ -20,7 +22,7 @@ from mlops.endpoints.manager import (
     start_endpoint,
     stop_endpoint,
 )
-from mlops.endpoints.state import CaptureState, EndpointState, VariantState
+from mlops.backends.local.gateway.state import CaptureState, EndpointState, VariantState
 
 __all__ = [
     "CaptureState",

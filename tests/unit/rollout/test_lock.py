@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops.endpoints.rollout_lock import (
+from mlops.backends.local.gateway.state import EndpointState, VariantState, save_state
+from mlops.errors import RolloutError
+from mlops.rollout.lock import (
     EndpointLock,
     LockHolder,
     RolloutNote,
@@ -22,13 +24,11 @@ from mlops.endpoints.rollout_lock import (
     rollout_status,
     write_note,
 )
-from mlops.endpoints.state import EndpointState, VariantState, save_state
-from mlops.errors import RolloutError
 
 _HOLD = """\
 import sys, time
 from pathlib import Path
-from mlops.endpoints.rollout_lock import EndpointLock, LockHolder
+from mlops.rollout.lock import EndpointLock, LockHolder
 holder = LockHolder.of_this_process("rollout", "taxi v2")
 lock = EndpointLock(Path(sys.argv[1]), "taxi-prod", holder)
 lock.acquire()

@@ -1,7 +1,7 @@
 """Create, describe, list, start, stop and delete local endpoints.
 
-An endpoint is a gateway process on loopback (``python -m mlops.endpoints``) that hosts one
-model server per variant. Its state lives in ``<settings.endpoints_dir>/<name>/``:
+An endpoint is a gateway process on loopback (``python -m mlops.backends.local.gateway``) that
+hosts one model server per variant. Its state lives in ``<settings.endpoints_dir>/<name>/``:
 ``endpoint.json`` (what to run), ``gateway.log`` and ``variants/<variant>.log``, and the
 owner's files: ``admin.token`` (mode 0600, the admin API's credential, created before the
 gateway starts) and ``model_policy.json`` (which models the admin API may load). Model
@@ -20,14 +20,19 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlops.endpoints.admin_auth import ensure_token
-from mlops.endpoints.client import EndpointClient
-from mlops.endpoints.model_policy import ModelPolicy, allow_folder, check_code, save_policy
-from mlops.endpoints.processes import (
+from mlops.backends.endpoint import VariantSpec
+from mlops.backends.local.gateway.admin_auth import ensure_token
+from mlops.backends.local.gateway.client import EndpointClient
+from mlops.backends.local.gateway.model_policy import (
+    ModelPolicy,
+    allow_folder,
+    check_code,
+    save_policy,
+)
+from mlops.backends.local.gateway.processes import (
     find_free_port,
     find_processes,
     is_process_of,
@@ -36,7 +41,7 @@ from mlops.endpoints.processes import (
     port_is_free,
     terminate_process,
 )
-from mlops.endpoints.state import (
+from mlops.backends.local.gateway.state import (
     STATE_FILE,
     CaptureState,
     EndpointState,
@@ -69,23 +74,6 @@ READY_TIMEOUT_S = 300.0
 SHUTDOWN_TIMEOUT_S = 60.0
 
 
-@dataclass(frozen=True)
-class VariantSpec:
-    """A variant to create: a registered model behind a name, with a traffic weight.
-
-    Attributes:
-        name: variant name (SageMaker's rule: letters, digits, hyphens), e.g. ``v3``.
-        model_ref: ``models:/NAME/VERSION`` or ``NAME@ALIAS``.
-        weight: relative share of traffic among production variants.
-        shadow: gets a copy of every request; its answers are only captured, never returned.
-    """
-
-    name: str
-    model_ref: str
-    weight: float = 1.0
-    shadow: bool = False
-
-
 def _check_specs(name: str, variants: list[VariantSpec]) -> None:
     validate_name(name, "endpoint")
     if not variants:
@@ -99,13 +87,14 @@ def _check_specs(name: str, variants: list[VariantSpec]) -> None:
         if spec.name in seen:
             raise EndpointError(f"variant name {spec.name!r} is used twice; names must differ")
         seen.add(spec.name)
-        if not (math.isfinite(spec.weight) and spec.weight >= 0):
+        if not (math.isfinite(spec.initial_weight) and spec.initial_weight >= 0):
             raise EndpointError(
-                f"variant {spec.name!r} has weight {spec.weight}; use a finite number >= 0"
+                f"variant {spec.name!r} has weight {spec.initial_weight}; use a finite number "
+                ">= 0"
             )
     if sum(1 for s in variants if s.shadow) > 1:
         raise EndpointError(f"endpoint {name!r} may have one shadow variant at most")
-    if not any(not s.shadow and s.weight > 0 for s in variants):
+    if not any(not s.shadow and s.initial_weight > 0 for s in variants):
         raise EndpointError(
             f"endpoint {name!r} needs a production (non-shadow) variant with weight > 0 "
             "to take traffic"
@@ -171,7 +160,8 @@ def create_endpoint(
         check_code(model_dir, policy, name)
         states.append(VariantState(
             name=spec.name, model_ref=spec.model_ref, model_name=model_name,
-            model_version=version, model_dir=model_dir, weight=spec.weight, shadow=spec.shadow,
+            model_version=version, model_dir=model_dir, weight=spec.initial_weight,
+            shadow=spec.shadow,
         ))  # fmt: skip
     enabled = settings.serving.capture.enabled if capture is None else capture
     port = port or find_free_port()
@@ -388,7 +378,7 @@ def _free_port_besides(taken: int) -> int:
 
 
 def _gateway_running(state: EndpointState) -> bool:
-    return is_process_of(state.gateway_pid, "mlops.endpoints", state.name)
+    return is_process_of(state.gateway_pid, "mlops.backends.local.gateway", state.name)
 
 
 def _gateway_env(settings: Settings) -> dict[str, str]:
@@ -413,7 +403,7 @@ def _spawn_gateway(settings: Settings, name: str) -> int:
     log = folder / "gateway.log"
     with log.open("ab") as fh:
         fh.write(f"\n--- starting gateway of endpoint {name}\n".encode())
-    command = [sys.executable, "-m", "mlops.endpoints", "--endpoint", name]
+    command = [sys.executable, "-m", "mlops.backends.local.gateway", "--endpoint", name]
     # A short-lived launcher starts it, so the gateway is re-parented to init: a long-lived
     # caller (a Prefect worker, a test session) collects no zombie when it exits.
     launched = subprocess.run(
@@ -515,9 +505,10 @@ def _teardown(settings: Settings, name: str, *, delete: bool = False) -> None:
 def _stop_found(settings: Settings, name: str) -> list[int]:
     """Stop the processes running for endpoint ``name`` of this work dir; return their pids.
 
-    Found by their command lines (the gateway: ``-m mlops.endpoints --endpoint NAME``; a
-    model server: ``-m mlops.serving ... --endpoint-name NAME``) and by ``MLOPS_WORK_DIR`` in
-    their environment, so a same-named endpoint of another project is left alone.
+    Found by their command lines (the gateway: ``-m mlops.backends.local.gateway --endpoint
+    NAME``; a model server: ``-m mlops.serving ... --endpoint-name NAME``) and by
+    ``MLOPS_WORK_DIR`` in their environment, so a same-named endpoint of another project is
+    left alone.
     """
     env = {"MLOPS_WORK_DIR": str(settings.work_dir.resolve())}
 
@@ -525,7 +516,7 @@ def _stop_found(settings: Settings, name: str) -> list[int]:
         return args[args.index(flag) + 1] if flag in args[:-1] else None
 
     gateways = find_processes(
-        lambda a: "mlops.endpoints" in a and after(a, "--endpoint") == name, env=env
+        lambda a: "mlops.backends.local.gateway" in a and after(a, "--endpoint") == name, env=env
     )
     for pid in gateways:  # a gateway stops its model servers as it shuts down
         terminate_process(pid, grace_s=SHUTDOWN_TIMEOUT_S)

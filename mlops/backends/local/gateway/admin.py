@@ -1,16 +1,16 @@
 """The admin API of a gateway: variants, weights, metrics, state, shutdown.
 
-Used by the rollout controller and :class:`~mlops.endpoints.client.EndpointClient`:
+Used by the rollout controller and :class:`~mlops.backends.local.gateway.client.EndpointClient`:
 ``GET /admin/state``, ``POST /admin/variants``, ``DELETE /admin/variants/{name}``,
 ``PUT /admin/weights``, ``GET /admin/metrics?since=T``, ``POST /admin/shutdown``, and the
-model-signal pairing of a rollout (:mod:`~mlops.endpoints.pairing`): ``PUT /admin/pairing``
+model-signal pairing of a rollout (:mod:`.pairing`): ``PUT /admin/pairing``
 switches it on for a green and a blue, ``GET /admin/pairing?after=N`` reads its counts and
 the (green, blue) prediction pairs numbered above ``N``, ``DELETE /admin/pairing`` ends it.
 
 It listens on a loopback port of its own (``admin_port`` in the state file), never on the
-invocations port, and answers only the endpoint's owner (:mod:`~mlops.endpoints.admin_auth`:
+invocations port, and answers only the endpoint's owner (:mod:`.admin_auth`:
 token, no Origin, JSON bodies). ``POST /admin/variants`` loads only what the owner allowed
-(:mod:`~mlops.endpoints.model_policy`): registry references, folders the owner chose, and
+(:mod:`.model_policy`): registry references, folders the owner chose, and
 models that run code only when the owner opted in.
 """
 
@@ -25,20 +25,24 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlops.endpoints.admin_auth import check_admin_request
-from mlops.endpoints.asgi import HttpError, Receive, Scope, Send, read_json, send_json
-from mlops.endpoints.model_policy import ModelNotAllowedError, load_policy, resolve_variant_model
-from mlops.endpoints.pairing import Pairing, PairingConfig, mirror_token
-from mlops.endpoints.state import VariantState, validate_name
-from mlops.endpoints.variants import Variant, live_states
+from mlops.backends.local.gateway.admin_auth import check_admin_request
+from mlops.backends.local.gateway.asgi import HttpError, Receive, Scope, Send, read_json, send_json
+from mlops.backends.local.gateway.model_policy import (
+    ModelNotAllowedError,
+    load_policy,
+    resolve_variant_model,
+)
+from mlops.backends.local.gateway.pairing import Pairing, PairingConfig, mirror_token
+from mlops.backends.local.gateway.state import VariantState, validate_name
+from mlops.backends.local.gateway.variants import Variant, live_states
 from mlops.errors import EndpointError, MlopsError, ModelNotFoundError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mlops.endpoints.routing import Router
-    from mlops.endpoints.state import EndpointState
-    from mlops.endpoints.supervision import Supervisor
+    from mlops.backends.local.gateway.routing import Router
+    from mlops.backends.local.gateway.state import EndpointState
+    from mlops.backends.local.gateway.supervision import Supervisor
     from mlops.settings import Settings
 
 __all__ = ["AddVariantRequest", "AdminApi", "WeightsRequest"]

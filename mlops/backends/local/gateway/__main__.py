@@ -1,6 +1,6 @@
-"""Run the gateway of one local endpoint: ``python -m mlops.endpoints --endpoint NAME``.
+"""Run a local endpoint's gateway: ``python -m mlops.backends.local.gateway --endpoint NAME``.
 
-The manager (:func:`mlops.endpoints.manager.create_endpoint`, ``start_endpoint``) starts
+The manager (:func:`.manager.create_endpoint`, ``start_endpoint``) starts
 this as a detached process; settings reach it through ``MLOPS_*`` environment variables.
 """
 
@@ -18,7 +18,7 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the gateway until it is shut down; return the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m mlops.endpoints", description="Run a local endpoint's gateway."
+        prog="python -m mlops.backends.local.gateway", description="Run a local endpoint's gateway."
     )
     parser.add_argument("--endpoint", required=True, help="name of an existing endpoint")
     args = parser.parse_args(argv)
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per proxied request else
-    from mlops.endpoints.gateway import run_gateway
+    from mlops.backends.local.gateway.gateway import run_gateway
     from mlops.settings import load_settings
 
     try:
