@@ -43,8 +43,34 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _store_variable(name: str) -> bool:
+    """Variables that point code at a store or settings: ours, and MLflow's own."""
+    return name.startswith(("MLOPS_", "MLFLOW_"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_shell_env() -> Iterator[None]:
+    """The developer's shell never points the session (or its session and module fixtures,
+    which run before any test's own clean-up) at a real store."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if _store_variable(k) or k in _LEAKY}
+    yield
+    for name in [k for k in os.environ if _store_variable(k)]:
+        del os.environ[name]
+    os.environ.update(saved)
+
+
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_env_leftovers() -> Iterator[None]:
+    """What a test left in os.environ outside monkeypatch (MLflow exports MLFLOW_TRACKING_URI
+    and MLFLOW_REGISTRY_URI when its URIs are set) goes with it, so the next module's fixtures
+    do not inherit another test's store."""
+    yield
+    for name in [k for k in os.environ if _store_variable(k)]:
+        del os.environ[name]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(_no_env_leftovers: None, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MLOPS_") or name in _LEAKY:
             monkeypatch.delenv(name, raising=False)

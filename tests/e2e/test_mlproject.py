@@ -57,6 +57,7 @@ def test_main_entry_point_registers_a_loadable_model(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", project_env["MLFLOW_TRACKING_URI"])
     mlflow.set_tracking_uri(project_env["MLFLOW_TRACKING_URI"])
     # another test's in-process pipeline may have set MLflow's process-wide registry URI
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", project_env["MLFLOW_TRACKING_URI"])
     mlflow.set_registry_uri(project_env["MLFLOW_TRACKING_URI"])
     client = MlflowClient()
     version = client.get_model_version_by_alias("taxi", "challenger")
@@ -99,6 +100,7 @@ def test_stage_entry_points_chain_on_one_training_run(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", project_env["MLFLOW_TRACKING_URI"])
     mlflow.set_tracking_uri(project_env["MLFLOW_TRACKING_URI"])
     # another test's in-process pipeline may have set MLflow's process-wide registry URI
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", project_env["MLFLOW_TRACKING_URI"])
     mlflow.set_registry_uri(project_env["MLFLOW_TRACKING_URI"])
     client = MlflowClient()
     version = client.get_model_version("iris", "1")

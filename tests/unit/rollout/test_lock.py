@@ -145,3 +145,17 @@ def test_a_damaged_note_says_where_it_is(tmp_path: Path) -> None:
     (tmp_path / "taxi-prod" / "rollout.json").write_bytes(b"\xff{")
     with pytest.raises(RolloutError, match=r"rollout note .*rollout.json of endpoint 'taxi-prod'"):
         read_note(tmp_path, "taxi-prod")
+
+
+def test_every_phase_the_controller_writes_reads_back(tmp_path: Path) -> None:
+    from typing import get_args
+
+    from mlops.rollout.controller import Phase
+
+    save_state(tmp_path, EndpointState(name="taxi-prod", port=8123))
+    for phase in get_args(Phase):  # a rollout killed in any step leaves a readable note
+        note = _note()
+        note.phase = phase
+        write_note(tmp_path, note)
+        found = read_note(tmp_path, "taxi-prod")
+        assert found is not None and found.phase == phase

@@ -389,8 +389,8 @@ def _gateway_env(settings: Settings) -> dict[str, str]:
     }
     env["MLOPS_WORK_DIR"] = str(settings.work_dir.resolve())
     env["MLOPS_TRACKING_URI"] = settings.effective_tracking_uri
-    if settings.registry_uri:
-        env["MLOPS_REGISTRY_URI"] = settings.registry_uri
+    # always, so a MLFLOW_REGISTRY_URI this process inherited cannot point them elsewhere
+    env["MLOPS_REGISTRY_URI"] = settings.effective_registry_uri
     env["MLOPS_SERVING"] = json.dumps(settings.serving.model_dump(mode="json"))
     env["MLOPS_AWS"] = json.dumps(settings.aws.model_dump(mode="json"))
     env["PYTHONUNBUFFERED"] = "1"
