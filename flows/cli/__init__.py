@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from flows.cli._settings import cli_settings as _settings
 from mlops.errors import ConfigError, MlopsError
 
 if TYPE_CHECKING:
@@ -30,10 +30,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 data_app = typer.Typer(help="Built-in datasets and drifted batches.", no_args_is_help=True)
-models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 config_app = typer.Typer(help="Effective settings.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 
 
@@ -45,6 +43,7 @@ def _register_subcommands() -> None:
     from flows.cli.endpoints import endpoint_app
     from flows.cli.export import export_app
     from flows.cli.lineage import lineage
+    from flows.cli.models import approve, models_app, reject
     from flows.cli.monitor import ground_truth_app, monitor, status
     from flows.cli.promote import promote
     from flows.cli.serving import serve
@@ -61,6 +60,9 @@ def _register_subcommands() -> None:
     app.command()(promote)
     app.command()(lineage)
     app.command()(agent)
+    app.add_typer(models_app, name="models")
+    app.command()(approve)
+    app.command()(reject)
 
 
 _register_subcommands()
@@ -91,16 +93,6 @@ def _global_options(
 
 out = Console()
 err = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    from mlops.settings import check_store_driver, load_settings
-
-    settings = load_settings()
-    check_store_driver(settings.effective_tracking_uri)
-    if settings.registry_uri:
-        check_store_driver(settings.registry_uri, "registry_uri")
-    return settings
 
 
 def _masked(uri: str) -> str:
@@ -439,124 +431,6 @@ def data_make(
         markup=False,
         highlight=False,
     )
-
-
-@models_app.command("list")
-def models_list(
-    name: Annotated[str | None, typer.Argument(help="one model; all when left out")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-) -> None:
-    """Versions with aliases, approval state and key test metrics."""
-    from dataclasses import asdict
-
-    from mlops.registry import list_versions
-    from mlops.tracking import connect
-
-    rows = list_versions(connect(_settings()), name)
-    if as_json:
-        out.print_json(json.dumps([asdict(r) for r in rows]))
-        return
-    if not rows:
-        out.print("no registered models yet; run `mlops train --dataset taxi --model-name taxi`")
-        return
-    table = Table("model", "version", "aliases", "approval", "created", "test metrics")
-    for r in rows:
-        colour = {"approved": "green", "rejected": "red", "pending": "yellow"}.get(r.approval, "")
-        metrics = "  ".join(
-            f"{k.removeprefix('test_')}={v:.4g}" for k, v in sorted(r.metrics.items())
-        )
-        table.add_row(
-            escape(r.name),
-            escape(str(r.version)),
-            escape(", ".join(r.aliases)),
-            f"[{colour}]{escape(r.approval)}[/]" if colour else escape(r.approval),
-            escape(str(r.created_at)),
-            escape(metrics),
-        )
-    out.print(table)
-
-
-def _paused_approval(name: str, version: str) -> str | None:
-    """The paused deployment-pipeline run waiting on this version's approval, if any."""
-    from mlops.registry import get_version
-    from mlops.tracking import connect
-
-    mv = get_version(connect(_settings()), name, version)
-    flow_run_id = mv.tags.get("mlops.approval_flow_run_id")
-    if not flow_run_id:
-        return None
-    from uuid import UUID
-
-    from prefect import get_client
-
-    with get_client(sync_client=True) as client:
-        try:
-            run = client.read_flow_run(UUID(flow_run_id))
-        except Exception:  # the run is gone (another Prefect server, or deleted)
-            return None
-    return flow_run_id if run.state is not None and run.state.is_paused() else None
-
-
-def _decide(decision: str, name: str, version: str, comment: str, approver: str | None) -> None:
-    import getpass
-
-    from mlops.registry import approve as approve_version
-    from mlops.registry import reject as reject_version
-    from mlops.tracking import connect
-
-    paused = _paused_approval(name, version)
-    if paused is not None:
-        from uuid import UUID
-
-        from prefect.flow_runs import resume_flow_run
-
-        resume_flow_run(
-            UUID(paused),
-            run_input={
-                "decision": "approve" if decision == "approved" else "reject",
-                "approver": approver or getpass.getuser(),
-                "comment": comment,
-            },
-        )
-        out.print(
-            f"{name} v{version}: {decision}; answered the approval pause of deployment-pipeline "
-            f"run {paused}, which now "
-            + ("rolls it out to prod" if decision == "approved" else "stops"),
-            markup=False,
-            highlight=False,
-        )
-        return
-    client = connect(_settings())
-    act = approve_version if decision == "approved" else reject_version
-    mv = act(client, name, version, comment=comment, approver=approver)
-    out.print(
-        f"{name} v{mv.version}: {decision} by {mv.tags.get('mlops.approved_by')} "
-        f"at {mv.tags.get('mlops.approved_at')}" + (f" ({comment})" if comment else ""),
-        markup=False,
-        highlight=False,
-    )
-
-
-@app.command()
-def approve(
-    name: Annotated[str, typer.Argument(help="registered model")],
-    version: Annotated[str, typer.Argument(help="version number")],
-    comment: Annotated[str, typer.Option("--comment", "-c")] = "",
-    approver: Annotated[str | None, typer.Option(help="who approves; default: you")] = None,
-) -> None:
-    """Approve a version for production."""
-    _decide("approved", name, version, comment, approver)
-
-
-@app.command()
-def reject(
-    name: Annotated[str, typer.Argument(help="registered model")],
-    version: Annotated[str, typer.Argument(help="version number")],
-    comment: Annotated[str, typer.Option("--comment", "-c")] = "",
-    approver: Annotated[str | None, typer.Option(help="who rejects; default: you")] = None,
-) -> None:
-    """Reject a version; it stops being the challenger."""
-    _decide("rejected", name, version, comment, approver)
 
 
 @config_app.command("show")
