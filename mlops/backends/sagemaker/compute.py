@@ -115,6 +115,34 @@ class SageMakerBackend:
             )
         return root
 
+    def _create_and_wait(
+        self,
+        sagemaker: Any,
+        kind: str,
+        job_name: str,
+        request: dict[str, Any],
+        on_log: LogSink | None,
+        max_runtime_s: float | None = None,
+        stop: bool = False,
+    ) -> tuple[str, dict[str, Any]]:
+        """Create a ``kind`` (Training, Processing, Transform) job, then wait for its end.
+
+        Returns:
+            The job's ARN and its last description.
+        """
+        snake = kind.lower()
+        arn = getattr(sagemaker, f"create_{snake}_job")(**request)[f"{kind}JobArn"]
+        logger.info("%s job %s created: %s", snake, job_name, arn)
+        name = {f"{kind}JobName": job_name}
+        job = self._wait(
+            kind,
+            lambda: getattr(sagemaker, f"describe_{snake}_job")(**name),
+            on_log,
+            max_runtime_s=max_runtime_s,
+            stop=(lambda: getattr(sagemaker, f"stop_{snake}_job")(**name)) if stop else None,
+        )
+        return arn, job
+
     def _wait(
         self,
         kind: str,
@@ -169,12 +197,8 @@ class SageMakerBackend:
         request = training_request(spec, self._config, channels)
         sagemaker = self._client("sagemaker")
         started = time.monotonic()
-        arn = sagemaker.create_training_job(**request)["TrainingJobArn"]
-        logger.info("training job %s created: %s", spec.job_name, arn)
-        job = self._wait(
-            "Training",
-            lambda: sagemaker.describe_training_job(TrainingJobName=spec.job_name),
-            on_log,
+        arn, job = self._create_and_wait(
+            sagemaker, "Training", spec.job_name, request, on_log,
         )
         status: JobStatus = job["TrainingJobStatus"]
         model_dir, output_dir = root / "model", root / "output"
@@ -244,12 +268,8 @@ class SageMakerBackend:
         request = processing_request(spec, self._config, inputs, outputs, image)
         sagemaker = self._client("sagemaker")
         started = time.monotonic()
-        arn = sagemaker.create_processing_job(**request)["ProcessingJobArn"]
-        logger.info("processing job %s created: %s", spec.job_name, arn)
-        job = self._wait(
-            "Processing",
-            lambda: sagemaker.describe_processing_job(ProcessingJobName=spec.job_name),
-            on_log,
+        arn, job = self._create_and_wait(
+            sagemaker, "Processing", spec.job_name, request, on_log,
         )
         status: JobStatus = job["ProcessingJobStatus"]
         where: dict[str, str] = {}
@@ -307,14 +327,10 @@ class SageMakerBackend:
         )
         request = transform_request(spec, self._config, model_name, input_uri, output_s3)
         started = time.monotonic()
-        arn = sagemaker.create_transform_job(**request)["TransformJobArn"]
-        logger.info("transform job %s created: %s", spec.job_name, arn)
-        job = self._wait(
-            "Transform",
-            lambda: sagemaker.describe_transform_job(TransformJobName=spec.job_name),
-            on_log,
+        arn, job = self._create_and_wait(
+            sagemaker, "Transform", spec.job_name, request, on_log,
             max_runtime_s=spec.max_runtime_s,
-            stop=lambda: sagemaker.stop_transform_job(TransformJobName=spec.job_name),
+            stop=True,
         )
         status: JobStatus = job["TransformJobStatus"]
         output_uri = output_s3
