@@ -26,6 +26,7 @@ from pydantic import (
     ValidationError,
     field_serializer,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -42,6 +43,7 @@ from mlops.profiles import apply_profile
 from mlops.types import parse_duration
 
 __all__ = [
+    "AutoscalingSettings",
     "AwsSettings",
     "BaselineSettings",
     "BatchSettings",
@@ -234,6 +236,15 @@ class BatchSettings(_Section):
         description="a value is an outlier when it lies beyond the baseline's [min, max] by "
         "more than this fraction of the range",
     )
+    runner: Literal["auto", "local", "transform"] = Field(
+        "auto",
+        description='where predictions run: "local" (this process), "transform" (a batch '
+        'transform job of the backend) or "auto" (a transform job when backend = "sagemaker" '
+        "and the input is at least transform_min_mb)",
+    )
+    transform_min_mb: float = Field(
+        256.0, ge=0, description='"auto": inputs this large or larger run as a transform job'
+    )
 
 
 class RetrainingSettings(_Section):
@@ -301,9 +312,20 @@ class SageMakerSettings(_Section):
     volume_size_gb: int = Field(30, ge=1, le=16384)
     processing_instance_type: str = "ml.m5.xlarge"
     transform_instance_type: str = "ml.m5.xlarge"
+    endpoint_instance_type: str = Field("ml.m5.large", description="instances of endpoints")
+    endpoint_instance_count: int = Field(1, ge=1, le=100)
+    dashboard: bool = Field(True, description="a CloudWatch dashboard per model")
+    probe_min_success: float = Field(
+        0.9, ge=0, le=1, description="alarm when the synthetic probe's success rate is below"
+    )
     poll_s: float = Field(30.0, gt=0, le=600, description="seconds between job status checks")
 
-    @field_validator("instance_type", "processing_instance_type", "transform_instance_type")
+    @field_validator(
+        "instance_type",
+        "processing_instance_type",
+        "transform_instance_type",
+        "endpoint_instance_type",
+    )
     @classmethod
     def _instance_type(cls, value: str) -> str:
         if not _INSTANCE_TYPE.fullmatch(value):
@@ -406,6 +428,32 @@ class ServingSettings(_Section):
     )
 
 
+class AutoscalingSettings(_Section):
+    """Target tracking on invocations per instance (Application Auto Scaling on SageMaker; a
+    scaling loop in the local gateway), between ``min_instances`` and ``max_instances``."""
+
+    enabled: bool = False
+    min_instances: int = Field(1, ge=1, le=100)
+    max_instances: int = Field(4, ge=1, le=100)
+    target_invocations_per_instance: float = Field(
+        600.0,
+        gt=0,
+        description="invocations per instance per minute the scaler aims for "
+        "(SageMakerVariantInvocationsPerInstance)",
+    )
+    scale_out_cooldown_s: int = Field(60, ge=0, le=86_400)
+    scale_in_cooldown_s: int = Field(300, ge=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSettings:
+        if self.max_instances < self.min_instances:
+            raise ValueError(
+                f"max_instances={self.max_instances} is below min_instances="
+                f"{self.min_instances}; set max_instances to at least min_instances"
+            )
+        return self
+
+
 class RolloutSettings(PolicyFields):
     """The ``[rollout]`` table: the blue/green policy's fields (flat keys such as
     ``traffic_routing`` and ``wait_interval_s`` or a ``routing`` table, and ``alarms``) and the
@@ -476,6 +524,7 @@ class Settings(BaseSettings):
     sagemaker: SageMakerSettings = Field(default_factory=SageMakerSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    autoscaling: AutoscalingSettings = Field(default_factory=AutoscalingSettings)
 
     @field_serializer("tracking_uri", "registry_uri", when_used="json")
     def _mask_uri_passwords(self, uri: str | None) -> str | None:
