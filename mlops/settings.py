@@ -205,6 +205,11 @@ class MonitoringSettings(_Section):
     min_rows: int = Field(
         30, ge=1, description="fewer captured rows than this: report, but decide nothing"
     )
+    processing_job: bool = Field(
+        False,
+        description="run the monitor as a processing job of the backend (a SageMaker "
+        "processing job on the project image), for windows too big for this machine",
+    )
     workspace: Path | None = Field(
         None,
         description="local Evidently workspace (one project per model); default "

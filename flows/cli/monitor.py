@@ -45,6 +45,14 @@ def monitor(
     capture: Annotated[
         str | None, typer.Option(help="capture folder or s3:// URI, if not the endpoint's own")
     ] = None,
+    as_job: Annotated[
+        bool | None,
+        typer.Option(
+            "--as-job/--here",
+            help="run the monitor as a processing job of the backend (SageMaker processing "
+            "on the project image) or in this process; default monitoring.processing_job",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
     """Run the monitoring flow: drift, constraints, health, accuracy for a window of capture."""
@@ -55,6 +63,10 @@ def monitor(
     from mlops.settings import load_settings
 
     settings = load_settings()
+    if as_job is not None:
+        settings = settings.model_copy(
+            update={"monitoring": settings.monitoring.model_copy(update={"processing_job": as_job})}
+        )
     _precheck(settings, model_name, since, start, end)
     # a failed run is one `error:` line from the entry point (echo_progress quiets the rest)
     with echo_progress(verbose):

@@ -1,6 +1,8 @@
 """The monitoring pipeline, declared once: one step that compares an endpoint's captured
 traffic of a window with each served version's training baseline. Each monitored version
-gets its own MLflow run in ``<model>/monitoring``, so the pipeline keeps no run of its own."""
+gets its own MLflow run in ``<model>/monitoring``, so the pipeline keeps no run of its own.
+With ``monitoring.processing_job`` the step runs as a processing job of the backend
+(:mod:`mlops.pipelines.jobs`), unchanged."""
 
 from __future__ import annotations
 
@@ -11,6 +13,17 @@ __all__ = ["MONITORING"]
 
 
 def _monitor(context: StepContext) -> MonitorResult:
+    if context.settings.monitoring.processing_job:  # the same step, in a job of the backend
+        from mlops.pipelines.jobs import run_step_as_job
+
+        return run_step_as_job(  # type: ignore[return-value]
+            MONITORING,
+            "monitor",
+            context.settings,
+            model_name=context.model_name,
+            params=context.params,
+            on_log=context.on_log,
+        )[1]
     return monitor(
         context.settings,
         context.model_name,

@@ -281,3 +281,29 @@ def test_status_shows_the_last_monitoring(
     assert taxi["endpoints"] == [
         f"{STOPPED} [OutOfService]: v{project.version}=v{project.version} 100%"
     ]
+
+
+def test_monitor_as_a_processing_job_reports_the_same(
+    project: Project, monitored: tuple[subprocess.CompletedProcess[str], datetime]
+) -> None:
+    here, _ = monitored
+    assert here.returncode == 0, here.stderr[-3000:]
+    jobs = Path(project.settings.work_dir, "jobs")
+    before = set(jobs.iterdir()) if jobs.exists() else set()
+    proc = project.run(
+        "monitor", "--model", "taxi", "--endpoint", ENDPOINT, *project.window_args(), "--as-job"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    (new_job,) = set(jobs.iterdir()) - before  # one processing job ran the monitor
+    assert new_job.name.startswith("monitor-taxi-")
+    assert (new_job / "config" / "processingjobconfig.json").exists()
+
+    def version_line(out: str) -> str:
+        (line,) = [ln for ln in out.splitlines() if ln.strip().startswith(f"v{project.version} ")]
+        return line
+
+    assert version_line(proc.stdout) == version_line(here.stdout)
+    (run_id,) = re.findall(r"MLflow run ([0-9a-f]{32})", proc.stdout)
+    assert run_id not in here.stdout  # the job logged its own monitoring run
+    assert connect(project.settings).get_run(run_id).data.tags["mlops.stage"] == "monitoring"
