@@ -166,6 +166,11 @@ class BaselineSettings(_Section):
     """The monitoring baseline made at training time."""
 
     sample_rows: int = Field(5000, ge=10)
+    processing_job: bool = Field(
+        False,
+        description="make the baseline in a processing job of the backend (a SageMaker "
+        "processing job on the project image), for training data too big for this machine",
+    )
 
 
 class NotificationSettings(_Section):

@@ -174,7 +174,10 @@ def _read_output(settings: Settings, uri: str) -> bytes:
 def _here(settings: Settings) -> Settings:
     """Inside the job, every step runs in it: a step must not start another job of itself."""
     return settings.model_copy(
-        update={"monitoring": settings.monitoring.model_copy(update={"processing_job": False})}
+        update={
+            section: getattr(settings, section).model_copy(update={"processing_job": False})
+            for section in ("monitoring", "baseline")
+        }
     )
 
 

@@ -113,3 +113,21 @@ def test_bad_steps_and_parameters_are_refused_before_any_job(
     with pytest.raises(ConfigError, match="has no step 'bseline'"):
         job_call(TRAINING, settings, {"bseline"})
     assert (sorted(jobs.rglob("*")) if jobs.exists() else []) == before
+
+
+def test_training_with_the_baseline_in_a_processing_job(tmp_path: Path) -> None:
+    from mlops.monitoring.reference import load_baseline
+    from mlops.pipelines import run_training_pipeline
+    from mlops.tracking import Tags
+
+    settings = make_settings(tmp_path, baseline={"processing_job": True, "sample_rows": 500})
+    result = run_training_pipeline(settings, model_name="jobbed", dataset="taxi", rows=1500)
+
+    jobs = [p.name for p in Path(settings.work_dir, "jobs").iterdir()]
+    assert len([j for j in jobs if j.startswith("baseline-jobbed-")]) == 1, jobs
+    assert result.trained.run_id in result.baseline.uri  # logged into the training run
+    client = connect(settings)
+    version = client.get_model_version("jobbed", str(result.registered.version))
+    baseline = load_baseline(version.tags[Tags.BASELINE_URI])
+    assert baseline.features == list(result.prepared.features)
+    assert client.get_run(result.trained.run_id).info.status == "FINISHED"
