@@ -21,7 +21,7 @@ from mlops.backends.sagemaker.endpoint_requests import capture_config, plan_upda
 from mlops.backends.sagemaker.guardrails import CapturePairs, alarm_kind, signal_metric_request
 from mlops.backends.sagemaker.naming import endpoint_config_name
 from mlops.backends.sagemaker.scaling import deregister_request
-from mlops.errors import EndpointStateError
+from mlops.errors import EndpointError, EndpointStateError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -86,9 +86,17 @@ def run_blue_green_update(
         )
     backend.upload_model(resolved)
     alarms = [r.params["AlarmName"] for r in plan if r.operation == "PutMetricAlarm"]
-    for request in plan:
-        if not request.after:
-            backend.send(request)
+    from botocore.exceptions import ClientError
+
+    try:
+        for request in plan:
+            if not request.after:
+                backend.send(request)
+    except ClientError as exc:  # the endpoint itself has not changed
+        raise EndpointError(
+            f"SageMaker refused the update of {endpoint!r} to {config_name}: {exc}; nothing "
+            "moved, blue still serves"
+        ) from None
     points: list[dict[str, float]] = []
     seen_busy = False
     deadline = time.monotonic() + policy.max_execution_s + _SETTLE_MARGIN_S

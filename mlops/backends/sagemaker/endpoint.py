@@ -49,6 +49,7 @@ from mlops.backends.sagemaker.naming import (
     check_endpoint_name,
     endpoint_config_name,
     is_endpoint_alarm,
+    is_endpoint_config,
     model_artifact_prefix,
     resource_tags,
     sagemaker_model_name,
@@ -284,7 +285,8 @@ class SageMakerEndpointBackend:
         Raises:
             EndpointNotFoundError: no such endpoint.
         """
-        raw = self.raw_endpoint(endpoint)
+        raw = self._raw(endpoint)
+        assert raw is not None
         return raw
 
     def endpoint_config(self, name: str) -> dict[str, Any]:
@@ -369,17 +371,13 @@ class SageMakerEndpointBackend:
         return [self.describe_endpoint(name) for name in sorted(found)]
 
     def delete_endpoint(self, endpoint: str) -> None:
-        """Delete the endpoint, its config, its models, scaling targets and alarms (capture
-        stays in S3)."""
+        """Delete the endpoint, then every config and model of it (those of rolled-back
+        updates too), its scaling targets and alarms; capture stays in S3."""
         from botocore.exceptions import ClientError
 
         raw = self.raw_endpoint(endpoint)
         sagemaker = self.client("sagemaker")
         config = self.endpoint_config(raw["EndpointConfigName"])
-        variants = [
-            *config.get("ProductionVariants", []),
-            *config.get("ShadowProductionVariants", []),
-        ]
         sagemaker.delete_endpoint(EndpointName=endpoint)
         if self.settings.autoscaling.enabled:
             for v in config.get("ProductionVariants", []):
@@ -387,12 +385,23 @@ class SageMakerEndpointBackend:
                     self.send(deregister_request(endpoint, v["VariantName"]))
                 except ClientError as exc:
                     logger.info("no scaling target of %s to remove: %s", v["VariantName"], exc)
-        sagemaker.delete_endpoint_config(EndpointConfigName=raw["EndpointConfigName"])
-        for v in variants:
-            sagemaker.delete_model(ModelName=v["ModelName"])
+        pages = sagemaker.get_paginator("list_endpoint_configs").paginate(NameContains=endpoint)
+        for page in pages:
+            for found in page.get("EndpointConfigs", []):
+                if is_endpoint_config(found["EndpointConfigName"], endpoint):
+                    sagemaker.delete_endpoint_config(
+                        EndpointConfigName=found["EndpointConfigName"]
+                    )
+        for page in sagemaker.get_paginator("list_models").paginate(NameContains=endpoint):
+            for model in page.get("Models", []):
+                tags = sagemaker.list_tags(ResourceArn=model["ModelArn"]).get("Tags", [])
+                if {"Key": TAG_ENDPOINT, "Value": endpoint} in tags:
+                    sagemaker.delete_model(ModelName=model["ModelName"])
+                    self._model_tags.pop(model["ModelName"], None)
         self.delete_alarms(endpoint)
 
     def delete_alarms(self, endpoint: str, names: list[str] | None = None) -> None:
+        """Delete ``names``, or every alarm of ``endpoint`` (see :mod:`.naming`)."""
         cloudwatch = self.client("cloudwatch")
         if names is None:
             pages = cloudwatch.get_paginator("describe_alarms").paginate(
