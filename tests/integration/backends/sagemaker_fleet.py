@@ -56,7 +56,9 @@ def _ok(body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 
 class Guardrails:
-    """SageMaker's blue/green updates for the backend using ``session`` (see the module).
+    """SageMaker's blue/green updates for the backend using ``session`` (see the module);
+    with ``session=None`` and a ``monkeypatch``, for every botocore session made afterwards
+    (botocore registers its built-in handlers on each new session).
 
     Attributes:
         updates: every ``UpdateEndpoint`` request as sent (after botocore's validation).
@@ -66,7 +68,13 @@ class Guardrails:
     """
 
     def __init__(
-        self, session: Any, aws_endpoint: str, rows: list[list[float]], *, bake_polls: int = 3
+        self,
+        session: Any,
+        aws_endpoint: str,
+        rows: list[list[float]],
+        *,
+        bake_polls: int = 3,
+        monkeypatch: Any = None,
     ) -> None:
         self.aws_endpoint = aws_endpoint
         self.rows = rows
@@ -80,8 +88,19 @@ class Guardrails:
         self._pending: dict[str, Any] | None = None
         self._polls = 0
         self._started = datetime.now(UTC)
-        session.events.register("before-call.sagemaker.UpdateEndpoint", self._update)
-        session.events.register("before-call.sagemaker.DescribeEndpoint", self._tick)
+        hooks = [
+            ("before-call.sagemaker.UpdateEndpoint", self._update),
+            ("before-call.sagemaker.DescribeEndpoint", self._tick),
+        ]
+        if session is not None:
+            for event, handler in hooks:
+                session.events.register(event, handler)
+        else:  # every botocore session made from now on (code that makes its own)
+            import botocore.handlers
+
+            monkeypatch.setattr(
+                botocore.handlers, "BUILTIN_HANDLERS", [*botocore.handlers.BUILTIN_HANDLERS, *hooks]
+            )
 
     # -- UpdateEndpoint ------------------------------------------------------------------
     def _update(self, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:

@@ -403,3 +403,45 @@ def test_dry_runs_print_the_exact_requests_and_create_nothing(
     sm = boto3.client("sagemaker", endpoint_url=aws, region_name=REGION)
     configs = sm.list_endpoint_configs()["EndpointConfigs"]
     assert not [c for c in configs if c["EndpointConfigName"].startswith("fare-dry-")]
+
+
+def test_the_deploy_stage_creates_then_updates_a_sagemaker_endpoint(
+    tmp_path: Path, store: dict[str, Any], aws: str, bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deploy stage, unchanged, over the Protocol: the first deploy creates the endpoint
+    with data capture, the second is SageMaker's update with the policy and the alarms,
+    recorded in MLflow as a local rollout is."""
+    from mlops.stages.deploy import deploy_to_endpoint
+    from mlops.tracking import Tags, connect
+
+    settings = _settings(tmp_path, store, aws)
+    guardrails = Guardrails(None, aws, store["rows"], monkeypatch=monkeypatch)
+    policy = settings.rollout.policy()
+    first = deploy_to_endpoint(
+        settings, model_name=MODEL, version=store["versions"]["blue"], endpoint="fare-stage",
+        policy=policy,
+    )
+    assert first.completed and first.reason == "created fare-stage serving v1"
+    sm = boto3.client("sagemaker", endpoint_url=aws, region_name=REGION)
+    described = sm.describe_endpoint(EndpointName="fare-stage")
+    config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+    assert config["DataCaptureConfig"]["EnableCapture"] is True
+    twin = store["versions"]["twin"]
+    second = deploy_to_endpoint(
+        settings, model_name=MODEL, version=twin, endpoint="fare-stage", policy=policy
+    )
+    assert second.completed, second.reason
+    assert (second.blue_variant, second.green_variant) == ("v1", f"v{twin}")
+    (update,) = guardrails.updates
+    deployment = update["DeploymentConfig"]
+    assert deployment == policy.to_deployment_config(
+        [a["AlarmName"] for a in deployment["AutoRollbackConfiguration"]["Alarms"]]
+    )
+    suffixes = {a["AlarmName"].split(update["EndpointConfigName"])[1] for a in guardrails.alarms[0]}
+    assert suffixes == {"-5xx-rate", "-4xx-rate", "-latency-p99", "-model-signal"}
+    run = connect(settings).get_run(second.record_run_id)
+    assert run.data.tags[Tags.ROLLOUT_OUTCOME] == "completed"
+    assert sm.describe_endpoint(EndpointName="fare-stage")["EndpointConfigName"] == (
+        update["EndpointConfigName"]
+    )
