@@ -521,18 +521,10 @@ def run_rollout(
     if isinstance(backend, ManagedRollout):  # the endpoint runs the policy (SageMaker)
         from mlops.rollout.managed import run_managed_rollout
 
-        if resume is not None:
-            raise RolloutError(
-                f"endpoint {endpoint} runs its updates itself; there is nothing to resume: "
-                f"see `mlops endpoint describe {endpoint}`"
-            )
-        gate = state.capture.enabled and state.capture.sampling_percentage > 0
-        blue_ref = next((v.model_ref for v in state.variants if v.name == blue), None)
         return run_managed_rollout(
-            backend, backend, endpoint=endpoint, model_name=model_name, blue=blue,
-            blue_ref=blue_ref if gate else None, green=green, green_version=green_version,
-            green_ref=green_ref, policy=policy, versions=versions or {}, observer=observer,
-            labels=None if task is None else task != "regression",
+            backend, state, model_name=model_name, blue=blue, green=green,
+            green_version=green_version, green_ref=green_ref, policy=policy,
+            versions=versions or {}, observer=observer, resume=resume, task=task,
         )
     shares = policy.routing.green_shares()
     fresh = resume is None or resume.phase == "start" or green not in present

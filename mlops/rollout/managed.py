@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from mlops.backends import SignalReading, VariantSpec
+from mlops.backends import ManagedRollout, SignalReading, VariantSpec
 from mlops.errors import EndpointStateError, MlopsError, RolloutError
 from mlops.rollout.alarms import VariantWindow, evaluate_alarms
 
 if TYPE_CHECKING:
-    from mlops.backends import EndpointBackend, ManagedRollout
+    from mlops.backends import EndpointBackend, EndpointDescription
     from mlops.policy import AlarmThresholds, BlueGreenPolicy
-    from mlops.rollout.controller import RolloutObserver, RolloutResult
+    from mlops.rollout.controller import ResumePoint, RolloutObserver, RolloutResult
 
 __all__ = ["judge_pairs", "run_managed_rollout"]
 
@@ -60,25 +60,36 @@ def _policy_line(policy: BlueGreenPolicy) -> str:
 
 def run_managed_rollout(
     backend: EndpointBackend,
-    managed: ManagedRollout,
+    state: EndpointDescription,
     *,
-    endpoint: str,
     model_name: str,
     blue: str | None,
-    blue_ref: str | None,
     green: str,
     green_version: str,
     green_ref: str,
     policy: BlueGreenPolicy,
     versions: dict[str, str],
     observer: RolloutObserver | None,
-    labels: bool | None,
+    resume: ResumePoint | None = None,
+    task: str | None = None,
 ) -> RolloutResult:
-    """Have the endpoint run the blue/green update onto ``green_ref``; its record.
+    """Have the endpoint of ``state`` run the blue/green update onto ``green_ref``; its
+    record. The model-signal gate watches when the endpoint captures and blue is known.
 
     Raises:
-        RolloutError: the endpoint was left neither on green nor back on blue.
+        RolloutError: ``resume`` was given (the endpoint runs its updates itself), or the
+            endpoint was left neither on green nor back on blue.
     """
+    endpoint = state.name
+    assert isinstance(backend, ManagedRollout)
+    if resume is not None:
+        raise RolloutError(
+            f"endpoint {endpoint} runs its updates itself; there is nothing to resume: see "
+            f"`mlops endpoint describe {endpoint}`"
+        )
+    gate = state.capture.enabled and state.capture.sampling_percentage > 0
+    blue_ref = next((v.model_ref for v in state.variants if v.name == blue), None) if gate else None
+    labels = None if task is None else task != "regression"
     from mlops.rollout.controller import RolloutResult, RolloutStep
 
     started = time.time()
@@ -106,7 +117,7 @@ def run_managed_rollout(
     judge = partial(judge_pairs, policy.alarms, labels) if blue_ref else None
     alarm: str | None
     try:
-        outcome = managed.blue_green_update(
+        outcome = backend.blue_green_update(
             endpoint,
             VariantSpec(name=green, model_ref=green_ref, initial_weight=1.0),
             policy,
