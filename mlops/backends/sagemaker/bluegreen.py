@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from mlops.backends.endpoint import ManagedRolloutOutcome, PlannedRequest
 from mlops.backends.sagemaker.endpoint_requests import capture_config, plan_update, validate_plan
 from mlops.backends.sagemaker.guardrails import CapturePairs, alarm_kind, signal_metric_request
-from mlops.backends.sagemaker.naming import endpoint_config_name
 from mlops.backends.sagemaker.scaling import deregister_request
 from mlops.errors import EndpointError, EndpointStateError
 
@@ -61,7 +60,7 @@ def run_blue_green_update(
             "InService: wait for the change in progress to end"
         )
     blue_config = raw["EndpointConfigName"]
-    config_name = endpoint_config_name(endpoint)
+    config_name = backend.fresh_config_name(endpoint, blue_config)
     resolved = backend.resolve_variant(endpoint, green)
     destination = capture_config(backend.settings, backend.config)["DestinationS3Uri"]
     gate = blue_ref is not None and judge is not None

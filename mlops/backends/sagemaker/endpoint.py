@@ -37,8 +37,10 @@ from mlops.backends.sagemaker.config import SageMakerConfig
 from mlops.backends.sagemaker.endpoint_requests import (
     ResolvedVariant,
     capture_config,
+    model_create_request,
     plan_create,
     plan_update,
+    production_variant,
     validate_plan,
 )
 from mlops.backends.sagemaker.naming import (
@@ -289,6 +291,15 @@ class SageMakerEndpointBackend:
         assert raw is not None
         return raw
 
+    def fresh_config_name(self, endpoint: str, current: str) -> str:
+        """A config name for ``endpoint`` other than ``current`` (names have whole seconds:
+        a change within the second of the last one waits for the next)."""
+        name = endpoint_config_name(endpoint)
+        while name == current:
+            time.sleep(0.1)
+            name = endpoint_config_name(endpoint)
+        return name
+
     def endpoint_config(self, name: str) -> dict[str, Any]:
         """``DescribeEndpointConfig``'s answer."""
         return self.client("sagemaker").describe_endpoint_config(  # type: ignore[no-any-return]
@@ -440,18 +451,11 @@ class SageMakerEndpointBackend:
         """A new endpoint config with the current variants and ``spec``; ``UpdateEndpoint``."""
         resolved = self.resolve_variant(endpoint, spec)
         self.upload_model(resolved)
-        from mlops.backends.sagemaker.endpoint_requests import (
-            endpoint_config_request,
-            model_create_request,
-        )
-
         model = validate_plan([model_create_request(self._config, endpoint, resolved)])[0]
-        new = endpoint_config_request(
-            self._config, self.settings, endpoint, "x", [resolved]
-        ).params
+        variant = production_variant(self._config, resolved)
         key = "ShadowProductionVariants" if spec.shadow else "ProductionVariants"
         self.send(model)
-        self._reconfigure(endpoint, lambda conf: conf.setdefault(key, []).extend(new[key]))
+        self._reconfigure(endpoint, lambda conf: conf.setdefault(key, []).append(variant))
         found = self.describe_endpoint(endpoint).variant(spec.name)
         assert found is not None
         return found
@@ -478,7 +482,7 @@ class SageMakerEndpointBackend:
             "ShadowProductionVariants": list(old.get("ShadowProductionVariants", [])),
         }
         change(conf)
-        name = endpoint_config_name(endpoint)
+        name = self.fresh_config_name(endpoint, raw["EndpointConfigName"])
         models = [self._tags_of_model(v["ModelName"]) for v in conf["ProductionVariants"]]
         model = next((m[TAG_MODEL] for m in models if TAG_MODEL in m), None)
         params: dict[str, Any] = {

@@ -33,6 +33,7 @@ __all__ = [
     "endpoint_config_request",
     "model_create_request",
     "plan_create",
+    "production_variant",
     "plan_update",
     "validate_plan",
 ]
@@ -109,7 +110,9 @@ def model_create_request(
     )
 
 
-def _production_variant(config: SageMakerConfig, variant: ResolvedVariant) -> dict[str, Any]:
+def production_variant(config: SageMakerConfig, variant: ResolvedVariant) -> dict[str, Any]:
+    """One ``ProductionVariant``: instance type and count from the spec, else the
+    ``[sagemaker] endpoint_*`` settings (a spec's count of 1 is the default: settings win)."""
     sm = config.options
     spec = variant.spec
     count = spec.instance_count if spec.instance_count != 1 else sm.endpoint_instance_count
@@ -130,8 +133,8 @@ def endpoint_config_request(
     variants: list[ResolvedVariant],
 ) -> PlannedRequest:
     """``CreateEndpointConfig``: production and shadow variants, data capture, tags."""
-    production = [_production_variant(config, v) for v in variants if not v.spec.shadow]
-    shadows = [_production_variant(config, v) for v in variants if v.spec.shadow]
+    production = [production_variant(config, v) for v in variants if not v.spec.shadow]
+    shadows = [production_variant(config, v) for v in variants if v.spec.shadow]
     if not production:
         raise ConfigError(
             f"endpoint {endpoint!r} would have no production variant (only shadows); give "

@@ -192,10 +192,10 @@ class Guardrails:
             self._pending = None
 
     def _breaching(self, request: dict[str, Any]) -> dict[str, Any] | None:
-        names = [
-            a["AlarmName"]
-            for a in request["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
-        ]
+        rollback = request.get("DeploymentConfig", {}).get("AutoRollbackConfiguration", {})
+        names = [a["AlarmName"] for a in rollback.get("Alarms", [])]
+        if not names:
+            return None
         for alarm in self.cw.describe_alarms(AlarmNames=names)["MetricAlarms"]:
             if "MetricName" not in alarm:
                 continue  # metric math over AWS/SageMaker metrics: no data in moto

@@ -445,3 +445,21 @@ def test_the_deploy_stage_creates_then_updates_a_sagemaker_endpoint(
     assert sm.describe_endpoint(EndpointName="fare-stage")["EndpointConfigName"] == (
         update["EndpointConfigName"]
     )
+
+
+def test_variants_are_added_and_removed_through_new_endpoint_configs(
+    fleet: tuple[SageMakerEndpointBackend, Guardrails, Settings], store: dict[str, Any]
+) -> None:
+    backend, guardrails, _ = fleet
+    backend.create_endpoint("fare-vars", [VariantSpec("v1", _ref(store, "blue"))])
+    added = backend.add_variant(
+        "fare-vars", VariantSpec("v3", _ref(store, "shifted"), initial_weight=0.0)
+    )
+    assert (added.name, added.weight, added.model_version) == ("v3", 0.0, "3")
+    (change,) = guardrails.updates
+    assert "DeploymentConfig" not in change  # a plain configuration change
+    backend.remove_variant("fare-vars", "v3")
+    assert guardrails.updates[1]["EndpointConfigName"] != change["EndpointConfigName"]
+    assert [v.name for v in backend.describe_endpoint("fare-vars").variants] == ["v1"]
+    with pytest.raises(EndpointError, match="last production variant"):
+        backend.remove_variant("fare-vars", "v1")
