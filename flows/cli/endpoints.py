@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from flows.cli._endpoint_plan import print_description as _print_description
+from flows.cli._endpoint_plan import print_plan as _print_plan
 from mlops.errors import ConfigError, EndpointError
 from mlops.masking import mask_uri
 
@@ -122,16 +124,34 @@ def create(
             help="serve models that run code when they load (models-from-code, python_model)",
         ),
     ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the requests it would send; create nothing")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Download the model(s) and start an endpoint on loopback; wait until InService."""
-    from mlops.backends.local.gateway import VariantSpec, create_endpoint
+    """Start an endpoint (on loopback, or on SageMaker with backend = "sagemaker"); wait
+    until InService."""
+    from mlops.backends import VariantSpec
 
     specs = [VariantSpec(variant, model)]
     if shadow:
         specs.append(VariantSpec(shadow_variant, shadow, initial_weight=0.0, shadow=True))
+    settings = _settings()
+    if dry_run:
+        _print_plan(settings, name, specs=specs, as_json=as_json)
+        return
+    if settings.backend != "local":  # the gateway's own options do not apply
+        from mlops.backends import get_endpoint_backend
+
+        with out.status(f"creating endpoint {name}…"), get_endpoint_backend(settings) as backend:
+            described = backend.create_endpoint(name, specs)
+        _print_description(described, as_json)
+        return
+    from mlops.backends.local.gateway import create_endpoint
+
     with out.status(f"creating endpoint {name}…"):
         state = create_endpoint(
-            _settings(),
+            settings,
             name,
             specs,
             capture=False if no_capture else None,
@@ -272,6 +292,10 @@ def update(
             help="let this endpoint serve models that run code (kept for later updates)",
         ),
     ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the requests it would send; change nothing")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Blue/green update of an endpoint to another registered version, with auto-rollback.
 
@@ -285,7 +309,7 @@ def update(
     if not sep or not version.isdigit():
         raise ConfigError(f"--model {model!r} is not NAME/VERSION; write e.g. --model taxi/3")
     settings = _settings()
-    if allow_code:
+    if allow_code and not dry_run:
         from mlops.backends.local.gateway.model_policy import allow_code as allow_model_code
 
         allow_model_code(settings, name)
@@ -296,6 +320,13 @@ def update(
         wait_interval_s=bake,
         termination_wait_s=termination_wait,
     )
+    if dry_run:
+        from mlops.backends import VariantSpec
+        from mlops.rollout import variant_name_for
+
+        green = VariantSpec(variant_name_for(version), f"models:/{model_name}/{version}")
+        _print_plan(settings, name, green=green, policy=policy, as_json=as_json)
+        return
     result = deploy_to_endpoint(
         settings,
         model_name=model_name,
@@ -304,7 +335,10 @@ def update(
         policy=policy,
         require_live_traffic=require_traffic,
     )
-    show_rollout(result, settings)
+    if as_json:
+        out.print_json(result.model_dump_json())
+    else:
+        show_rollout(result, settings)
     if not result.completed:
         raise EndpointError(f"update of {name} rolled back: {result.reason}")
 

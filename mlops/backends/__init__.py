@@ -27,8 +27,14 @@ from mlops.backends.endpoint import (
     EndpointDescription,
     EndpointProcesses,
     InvokeResult,
+    ManagedRollout,
+    ManagedRolloutOutcome,
     PairingBatch,
+    PlannedRequest,
     RequestPairing,
+    RequestPlanning,
+    SignalJudge,
+    SignalReading,
     VariantDescription,
     VariantMetrics,
     VariantSpec,
@@ -48,10 +54,16 @@ __all__ = [
     "EndpointProcesses",
     "InvokeResult",
     "LogSink",
+    "ManagedRollout",
+    "ManagedRolloutOutcome",
     "PairingBatch",
+    "PlannedRequest",
     "ProcessingJobResult",
     "ProcessingJobSpec",
     "RequestPairing",
+    "RequestPlanning",
+    "SignalJudge",
+    "SignalReading",
     "TrainingJobResult",
     "TrainingJobSpec",
     "TransformJobResult",
@@ -71,6 +83,7 @@ BACKENDS: dict[str, str] = {
 
 ENDPOINT_BACKENDS: dict[str, str] = {
     "local": "mlops.backends.local.endpoint:LocalEndpointBackend",
+    "sagemaker": "mlops.backends.sagemaker.endpoint:SageMakerEndpointBackend",
 }
 """Endpoint backends: name → ``module:class``, the class taking the settings."""
 
@@ -89,7 +102,8 @@ def get_endpoint_backend(settings: Settings) -> EndpointBackend:
     """Instantiate the endpoint backend named by ``settings.backend``.
 
     Raises:
-        ConfigError: no endpoint backend of that name in this version.
+        ConfigError: no endpoint backend of that name in this version, or its settings are
+            incomplete (checked before any endpoint is created).
     """
     return _load(ENDPOINT_BACKENDS, "endpoint backend", settings)  # type: ignore[no-any-return]
 

@@ -7,17 +7,23 @@ name with :func:`mlops.backends.get_endpoint_backend`.
 Every operation names its endpoint, as SageMaker's API does. What crosses the Protocol is
 small frozen dataclasses. Capabilities only some backends have are separate Protocols,
 checked with ``isinstance``: :class:`RequestPairing` (the model-signal gate's paired
-predictions, served by the local gateway) and :class:`EndpointProcesses` (starting and
-stopping an endpoint's processes on this machine).
+predictions, served by the local gateway), :class:`EndpointProcesses` (starting and
+stopping an endpoint's processes on this machine), :class:`ManagedRollout` (the endpoint
+runs a blue/green update itself, with its own auto-rollback: SageMaker's deployment
+guardrails) and :class:`RequestPlanning` (the exact requests a create or an update would
+send, for a dry run).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from types import TracebackType
+
+    from mlops.policy import BlueGreenPolicy
 
 __all__ = [
     "CaptureDescription",
@@ -26,8 +32,14 @@ __all__ = [
     "EndpointProcesses",
     "EndpointStatus",
     "InvokeResult",
+    "ManagedRollout",
+    "ManagedRolloutOutcome",
     "PairingBatch",
+    "PlannedRequest",
     "RequestPairing",
+    "RequestPlanning",
+    "SignalJudge",
+    "SignalReading",
     "VariantDescription",
     "VariantMetrics",
     "VariantSpec",
@@ -296,4 +308,123 @@ class EndpointProcesses(Protocol):
 
     def stop_endpoint(self, endpoint: str) -> EndpointDescription:
         """Stop the endpoint's processes; its state stays for a later start."""
+        ...
+
+
+@dataclass(frozen=True)
+class SignalReading:
+    """The model-signal gate's reading of the pairs seen so far in a managed rollout.
+
+    Attributes:
+        pairs: paired predictions judged (green's and blue's answer to the same row).
+        share: the share of them that differ (``None`` below the gate's minimum).
+        fired: whether the gate would roll back (the share is over the threshold, and
+            unlikely to be sampling noise).
+        reason: why, when it fired.
+    """
+
+    pairs: int
+    share: float | None = None
+    fired: bool = False
+    reason: str | None = None
+
+
+SignalJudge = Callable[[Sequence[tuple[Any, Any]]], SignalReading]
+"""Judges (green, blue) prediction pairs: the same statistic as the local gate."""
+
+
+@dataclass(frozen=True)
+class ManagedRolloutOutcome:
+    """How a blue/green update run by the endpoint itself ended.
+
+    Attributes:
+        outcome: ``completed`` (green serves all traffic, blue is gone) or ``rolled_back``.
+        reason: what happened, in the endpoint's words when it rolled back.
+        alarm: the alarm that rolled it back, if one did.
+        endpoint_config: the configuration the update moved to.
+        started_at / ended_at: unix times of the update request and of its end.
+        points: the alarm values read at each poll (``t``: seconds from ``started_at``).
+    """
+
+    outcome: Literal["completed", "rolled_back"]
+    reason: str
+    endpoint_config: str
+    started_at: float
+    ended_at: float
+    alarm: str | None = None
+    points: tuple[dict[str, float], ...] = ()
+
+
+@runtime_checkable
+class ManagedRollout(Protocol):
+    """Optional: the endpoint runs a whole blue/green update itself, traffic shifts, bakes
+    and auto-rollback included (SageMaker's ``UpdateEndpoint`` with a ``DeploymentConfig``).
+
+    The rollout controller hands such a backend the policy instead of stepping it.
+    """
+
+    def blue_green_update(
+        self,
+        endpoint: str,
+        green: VariantSpec,
+        policy: BlueGreenPolicy,
+        *,
+        blue_ref: str | None = None,
+        judge: SignalJudge | None = None,
+        on_point: Callable[[float, dict[str, float]], None] | None = None,
+    ) -> ManagedRolloutOutcome:
+        """Replace the endpoint's fleet with ``green`` under ``policy``; wait for the end.
+
+        Args:
+            endpoint: the endpoint.
+            green: the new variant (all traffic once the update completes).
+            policy: routing, waits, maximum execution time and alarm thresholds.
+            blue_ref: the model blue serves, scored on green's captured inputs for the
+                model-signal gate (``None``: no gate).
+            judge: turns those pairs into the gate's reading.
+            on_point: told each poll's alarm values (update start time, values).
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class PlannedRequest:
+    """One request a backend would send: service, operation and its parameters.
+
+    Attributes:
+        after: when it is sent, if not right after the one before (e.g. ``InService``).
+    """
+
+    service: str
+    operation: str
+    params: dict[str, Any]
+    after: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        data: dict[str, Any] = {
+            "service": self.service,
+            "operation": self.operation,
+            "params": self.params,
+        }
+        if self.after:
+            data["after"] = self.after
+        return data
+
+
+@runtime_checkable
+class RequestPlanning(Protocol):
+    """Optional: the exact requests a create or an update would send, without sending
+    them (``--dry-run``)."""
+
+    def plan_create_endpoint(
+        self, endpoint: str, variants: list[VariantSpec]
+    ) -> list[PlannedRequest]:
+        """What :meth:`EndpointBackend.create_endpoint` would send, in order."""
+        ...
+
+    def plan_blue_green_update(
+        self, endpoint: str, green: VariantSpec, policy: BlueGreenPolicy
+    ) -> list[PlannedRequest]:
+        """What :meth:`ManagedRollout.blue_green_update` would send to start, in order."""
         ...

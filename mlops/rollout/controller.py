@@ -14,7 +14,9 @@ An observer is told each step as it starts and each alarm reading as it is taken
 record and the endpoint's in-progress note are written as the rollout goes. A rollout whose
 process died can be resumed from the step it was in (:class:`ResumePoint`): green is smoke
 tested again, that step's shift and full bake run again from the current split, and the
-remaining steps follow; nothing is skipped.
+remaining steps follow; nothing is skipped. A backend that runs blue/green updates itself
+(:class:`~mlops.backends.ManagedRollout`, SageMaker) gets the whole policy instead
+(:mod:`mlops.rollout.managed`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from mlops.backends import RequestPairing, VariantSpec
+from mlops.backends import ManagedRollout, RequestPairing, VariantSpec
 from mlops.errors import EndpointError, MlopsError, RolloutError
 from mlops.policy import BlueGreenPolicy
 from mlops.rollout.alarms import AlarmReport, Pair, VariantWindow, evaluate_alarms
@@ -515,6 +517,14 @@ def run_rollout(
         raise RolloutError(
             f"endpoint {endpoint} already serves {model_name} v{green_version} as {green}; "
             "nothing to roll out"
+        )
+    if isinstance(backend, ManagedRollout):  # the endpoint runs the policy (SageMaker)
+        from mlops.rollout.managed import run_managed_rollout
+
+        return run_managed_rollout(
+            backend, state, model_name=model_name, blue=blue, green=green,
+            green_version=green_version, green_ref=green_ref, policy=policy,
+            versions=versions or {}, observer=observer, resume=resume, task=task,
         )
     shares = policy.routing.green_shares()
     fresh = resume is None or resume.phase == "start" or green not in present

@@ -1,4 +1,5 @@
-"""The SageMaker backend: training, processing and batch transform jobs through boto3.
+"""The SageMaker backend: training, processing and batch transform jobs, and endpoints
+(:class:`~mlops.backends.sagemaker.endpoint.SageMakerEndpointBackend`), through boto3.
 
 The ``sagemaker`` Python SDK is optional: only ``training_image = "builtin-xgboost"`` uses it,
 to look up the image's URI.
