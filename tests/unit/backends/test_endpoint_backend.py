@@ -33,13 +33,15 @@ def test_local_is_found_by_name_and_satisfies_the_protocol(tmp_path: Path) -> No
             backend.describe_endpoint("ghost")
 
 
-def test_an_unknown_endpoint_backend_names_what_is_available(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, backend="sagemaker")
-    if "sagemaker" in ENDPOINT_BACKENDS:  # pragma: no cover - once it is implemented
-        pytest.skip("the sagemaker endpoint backend exists now")
-    with pytest.raises(ConfigError, match="endpoint backend 'sagemaker' is not available") as info:
+def test_the_sagemaker_endpoint_backend_refuses_incomplete_settings_before_any_client(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path, backend="sagemaker", aws={"region": "us-east-1"})
+    assert "sagemaker" in ENDPOINT_BACKENDS
+    with pytest.raises(ConfigError) as info:
         get_endpoint_backend(settings)
-    assert f"available: {', '.join(sorted(ENDPOINT_BACKENDS))}" in str(info.value)
+    message = str(info.value)
+    assert "role" in message and "bucket" in message and "Nothing was created" in message
 
 
 def test_an_object_missing_an_operation_is_not_an_endpoint_backend() -> None:
