@@ -117,8 +117,10 @@ class Autoscaler:
             desired = desired_count(invocations, window, self.policy)
             per_instance = invocations * 60.0 / window / current
             if desired > current and self._may(name, now, scale_out=True):
+                variant.scaling = True  # now: one activity at a time per variant
                 self._spawn(self._scale_out(variant, current, desired, per_instance))
             elif desired < current and self._may(name, now, scale_out=False):
+                variant.scaling = True
                 self._spawn(self._scale_in(variant, current, desired, per_instance))
 
     def _may(self, name: str, now: float, *, scale_out: bool) -> bool:
@@ -137,7 +139,6 @@ class Autoscaler:
         self, variant: Variant, current: int, desired: int, per_instance: float
     ) -> None:
         name = variant.state.name
-        variant.scaling = True
         variant.state.instance_count = desired
         cause = self._cause(per_instance, "above")
         logger.info("endpoint %s variant %s: scaling out %d -> %d instances (%s)",
@@ -166,7 +167,6 @@ class Autoscaler:
         self, variant: Variant, current: int, desired: int, per_instance: float
     ) -> None:
         name = variant.state.name
-        variant.scaling = True
         routable = [i for i in variant.instances if i.routable]
         leaving = routable[desired:]
         variant.state.instance_count = desired
