@@ -453,6 +453,13 @@ class AutoscalingSettings(_Section):
     )
     scale_out_cooldown_s: int = Field(60, ge=0, le=86_400)
     scale_in_cooldown_s: int = Field(300, ge=0, le=86_400)
+    evaluation_period_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="local gateway only: how often its scaling loop runs and the window of "
+        "invocations it counts (CloudWatch's minute); shorter only in tests",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscalingSettings:

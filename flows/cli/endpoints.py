@@ -76,7 +76,7 @@ def _print_state(state: EndpointState) -> None:
     else:
         out.print("capture: off")
     total = sum(v.weight for v in state.variants if not v.shadow)
-    table = Table("variant", "model", "weight", "traffic", "status", "port", "pid")
+    table = Table("variant", "model", "weight", "traffic", "status", "instances", "port", "pid")
     for v in state.variants:
         model = f"{v.model_name} v{v.model_version}" if v.model_version else v.model_dir
         if v.shadow:
@@ -89,10 +89,18 @@ def _print_state(state: EndpointState) -> None:
             f"{v.weight:g}",
             share,
             _status(v.status),
-            str(v.port),
-            str(v.pid),
+            f"{v.serving_instances}/{v.instance_count}",
+            " ".join(str(i.port) for i in v.instances),
+            " ".join(str(i.pid) for i in v.instances),
         )
     out.print(table)
+    if (scaling := state.autoscaling) is not None and scaling.enabled:
+        out.print(f"autoscaling: {scaling.min_instances}-{scaling.max_instances} instances, "
+                  f"target {scaling.target_invocations_per_instance:g} invocations per instance "
+                  "per minute", markup=False)  # fmt: skip
+        for a in scaling.activities[-5:]:
+            out.print(f"  {a.at} {a.variant}: {a.from_count} -> {a.to_count} "
+                      f"{a.status} ({a.cause})", markup=False)  # fmt: skip
     for v in state.variants:
         if v.failure_reason and v.status == "Failed":
             out.print(f"[red]{escape(v.name)}:[/] {escape(v.failure_reason)}", highlight=False)
@@ -117,6 +125,9 @@ def create(
         str | None, typer.Option(help="capture folder or s3:// URI")
     ] = None,
     port: Annotated[int | None, typer.Option(help="gateway port; default: a free one")] = None,
+    instances: Annotated[
+        int, typer.Option(min=1, help="model-server processes of the production variant")
+    ] = 1,
     allow_code: Annotated[
         bool,
         typer.Option(
@@ -133,7 +144,7 @@ def create(
     until InService."""
     from mlops.backends import VariantSpec
 
-    specs = [VariantSpec(variant, model)]
+    specs = [VariantSpec(variant, model, instance_count=instances)]
     if shadow:
         specs.append(VariantSpec(shadow_variant, shadow, initial_weight=0.0, shadow=True))
     settings = _settings()

@@ -24,6 +24,7 @@ from mlops.backends.endpoint import (
 from mlops.backends.local.gateway import manager
 from mlops.backends.local.gateway.client import EndpointClient
 from mlops.backends.local.gateway.state import (
+    MAX_LOCAL_INSTANCES,
     EndpointState,
     VariantState,
     endpoint_metrics_dir,
@@ -53,9 +54,9 @@ class LocalEndpointBackend:
     # -- lifecycle ---------------------------------------------------------------------
 
     def create_endpoint(self, endpoint: str, variants: list[VariantSpec]) -> EndpointDescription:
-        """Start a gateway hosting ``variants``; capture as ``settings.serving.capture``."""
-        for spec in variants:
-            _local_instances(spec)
+        """Start a gateway hosting ``variants`` (``instance_count`` model servers each, within
+        ``[autoscaling]`` bounds when it is enabled, and then scaled by the gateway); capture
+        as ``settings.serving.capture``."""
         state = manager.create_endpoint(self.settings, endpoint, variants)
         return describe_state(self.settings, state)
 
@@ -86,9 +87,12 @@ class LocalEndpointBackend:
 
     def add_variant(self, endpoint: str, spec: VariantSpec) -> VariantDescription:
         """Start a variant on the running gateway; return it once it serves."""
-        _local_instances(spec)
         state = self._client(endpoint).add_variant(
-            name=spec.name, model_ref=spec.model_ref, weight=spec.initial_weight, shadow=spec.shadow
+            name=spec.name,
+            model_ref=spec.model_ref,
+            weight=spec.initial_weight,
+            shadow=spec.shadow,
+            instance_count=_local_instances(spec),
         )
         return _describe_variant(state)
 
@@ -226,7 +230,7 @@ def _describe_variant(v: VariantState) -> VariantDescription:
         model_version=None if v.model_version is None else str(v.model_version),
         shadow=v.shadow,
         instance_type="local",
-        instance_count=1,
+        instance_count=v.serving_instances,
         failure_reason=v.failure_reason,
     )
 
@@ -245,9 +249,12 @@ def _variant_metrics(data: dict[str, Any] | None) -> VariantMetrics:
     )
 
 
-def _local_instances(spec: VariantSpec) -> None:
-    if spec.instance_count != 1:
+def _local_instances(spec: VariantSpec) -> int:
+    count = spec.instance_count
+    if not (isinstance(count, int) and 1 <= count <= MAX_LOCAL_INSTANCES):
         raise EndpointError(
-            f"variant {spec.name!r} asks for {spec.instance_count} instances; a local endpoint "
-            "runs one model server per variant: set instance_count to 1"
+            f"variant {spec.name!r} asks for {count!r} instances; a local variant runs 1 to "
+            f"{MAX_LOCAL_INSTANCES} model-server processes: set instance_count within those "
+            "bounds"
         )
+    return count

@@ -54,12 +54,14 @@ def test_an_object_missing_an_operation_is_not_an_endpoint_backend() -> None:
     assert not isinstance(Half(), RequestPairing)
 
 
-def test_a_local_variant_runs_one_instance(tmp_path: Path) -> None:
+def test_a_local_variant_runs_one_to_a_hundred_instances(tmp_path: Path) -> None:
     from mlops.backends import VariantSpec
 
     with LocalEndpointBackend(make_settings(tmp_path)) as backend:
-        with pytest.raises(EndpointError, match="set instance_count to 1"):
-            backend.create_endpoint("ep", [VariantSpec("v1", "models:/taxi/1", instance_count=2)])
+        for count in (0, 101):
+            spec = VariantSpec("v1", "models:/taxi/1", instance_count=count)
+            with pytest.raises(EndpointError, match="set instance_count within those bounds"):
+                backend.create_endpoint("ep", [spec])
 
 
 def test_a_variant_serves_when_it_takes_production_traffic() -> None:

@@ -33,7 +33,7 @@ from mlops.backends.local.gateway.model_policy import (
     resolve_variant_model,
 )
 from mlops.backends.local.gateway.pairing import Pairing, PairingConfig, mirror_token
-from mlops.backends.local.gateway.state import VariantState, validate_name
+from mlops.backends.local.gateway.state import MAX_LOCAL_INSTANCES, VariantState, validate_name
 from mlops.backends.local.gateway.variants import Variant, live_states
 from mlops.errors import EndpointError, MlopsError, ModelNotFoundError
 
@@ -58,6 +58,7 @@ class AddVariantRequest(BaseModel):
     model_dir: str | None = Field(None, description="a folder the endpoint's owner chose")
     weight: float = Field(0.0, ge=0)
     shadow: bool = False
+    instance_count: int = Field(1, ge=1, le=MAX_LOCAL_INSTANCES)
 
 
 class WeightsRequest(BaseModel):
@@ -239,7 +240,7 @@ class AdminApi:
         variant = Variant(VariantState(
             name=req.name, model_ref=req.model_ref, model_name=model_name,
             model_version=model_version, model_dir=model_dir, weight=req.weight,
-            shadow=req.shadow,
+            shadow=req.shadow, instance_count=self._instances(req.instance_count),
         ))  # fmt: skip
         previous = self.endpoint.status
         if previous == "InService":
@@ -254,6 +255,11 @@ class AdminApi:
         self.router.rebuild()
         self.persist()
         return variant.state
+
+    def _instances(self, asked: int) -> int:
+        """The instance count to start a variant with: within the autoscaling bounds."""
+        policy = self.endpoint.autoscaling
+        return policy.clamp(asked) if policy is not None and policy.enabled else asked
 
     async def start_pairing(self, config: PairingConfig) -> Pairing:
         """Mirror a sample of ``config.green``'s requests to ``config.blue`` and keep the

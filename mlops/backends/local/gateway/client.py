@@ -164,6 +164,7 @@ class EndpointClient:
         model_dir: str | None = None,
         weight: float = 0.0,
         shadow: bool = False,
+        instance_count: int = 1,
         timeout: float = 300.0,
     ) -> VariantState:
         """Start a new variant and wait until it serves (``POST /admin/variants``).
@@ -176,6 +177,8 @@ class EndpointClient:
                 gateway refuses any other folder.
             weight: relative traffic weight (0: only reachable with a target-variant header).
             shadow: receive a copy of every request; its answers are never returned.
+            instance_count: model-server processes to run it (within the endpoint's
+                autoscaling bounds, when it scales).
             timeout: how long to wait for the download and the server to get ready.
 
         Raises:
@@ -185,7 +188,7 @@ class EndpointClient:
                 model that runs code without ``--allow-code``).
         """
         body = {"name": name, "model_ref": model_ref, "model_dir": model_dir,
-                "weight": weight, "shadow": shadow}  # fmt: skip
+                "weight": weight, "shadow": shadow, "instance_count": instance_count}  # fmt: skip
         doc = self._admin("POST", "/admin/variants", json=body, timeout=timeout)
         return VariantState.model_validate(doc)
 

@@ -7,8 +7,10 @@ One gateway process per endpoint, one event loop (uvloop when installed):
   by the lean HTTP/1.1 server of :mod:`.invocations`, bounded like the
   model server (``serving.max_header_bytes``, ``header_timeout_s``, ``request_timeout_s``,
   ``keep_alive_s``, ``max_connections``);
-* :mod:`.supervision` runs the variants' model servers (adopted when still
-  running from an earlier gateway, restarted when they die);
+* :mod:`.supervision` runs the variants' model servers, ``instance_count`` per variant
+  (adopted when still running from an earlier gateway, restarted when they die);
+* :mod:`.autoscaler` scales a variant's instances on invocations per instance when the
+  endpoint was created with ``[autoscaling] enabled``;
 * :mod:`.admin` answers the admin port (uvicorn, raw ASGI, the same
   bounds), a second loopback port that only the endpoint's owner can use (a token from a
   0600 file, :mod:`.admin_auth`); requests to the invocations port never
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from mlops.backends.local.gateway.admin import AdminApi
 from mlops.backends.local.gateway.admin_auth import ensure_token
 from mlops.backends.local.gateway.asgi import Receive, Scope, Send
+from mlops.backends.local.gateway.autoscaler import Autoscaler
 from mlops.backends.local.gateway.invocations import InvocationsServer
 from mlops.backends.local.gateway.minute_metrics import MinuteMetrics
 from mlops.backends.local.gateway.routing import Router
@@ -99,7 +102,14 @@ class Gateway:
             self.variants,
             folder,
             on_change=self.persist,
+            forget_port=self.router.forget_port,
         )
+        self.autoscaler = (
+            Autoscaler(state, self.variants, self.supervisor, self.persist)
+            if state.autoscaling is not None and state.autoscaling.enabled
+            else None
+        )
+        self._scaler: asyncio.Task[None] | None = None
         self.admin = AdminApi(
             settings,
             state,
@@ -157,12 +167,18 @@ class Gateway:
         self._flusher = asyncio.get_running_loop().create_task(
             self.minute_metrics.flush_every(self.settings.serving.metrics_flush_s)
         )
+        if self.autoscaler is not None:
+            self._scaler = asyncio.get_running_loop().create_task(self.autoscaler.run())
 
     async def _shutdown(self) -> None:
         # Requests in flight are answered first; the variants stop after them.
         await self.invocations.close(GRACEFUL_SHUTDOWN_S)
         logger.info("endpoint %s: stopping its variants", self.state.name)
         self.supervisor.halt()
+        if self._scaler is not None:
+            self._scaler.cancel()
+        if self.autoscaler is not None:
+            self.autoscaler.cancel()
         self.router.cancel_shadows()
         if self._flusher is not None:
             self._flusher.cancel()

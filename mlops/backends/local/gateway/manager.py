@@ -1,7 +1,8 @@
 """Create, describe, list, start, stop and delete local endpoints.
 
 An endpoint is a gateway process on loopback (``python -m mlops.backends.local.gateway``) that
-hosts one model server per variant. Its state lives in ``<settings.endpoints_dir>/<name>/``:
+hosts ``instance_count`` model servers per variant (scaled by the gateway when the endpoint
+is created with ``[autoscaling] enabled``). Its state lives in ``<settings.endpoints_dir>/<name>/``:
 ``endpoint.json`` (what to run), ``gateway.log`` and ``variants/<variant>.log``, and the
 owner's files: ``admin.token`` (mode 0600, the admin API's credential, created before the
 gateway starts) and ``model_policy.json`` (which models the admin API may load). Model
@@ -42,7 +43,9 @@ from mlops.backends.local.gateway.processes import (
     terminate_process,
 )
 from mlops.backends.local.gateway.state import (
+    MAX_LOCAL_INSTANCES,
     STATE_FILE,
+    AutoscalingState,
     CaptureState,
     EndpointState,
     VariantState,
@@ -91,6 +94,14 @@ def _check_specs(name: str, variants: list[VariantSpec]) -> None:
             raise EndpointError(
                 f"variant {spec.name!r} has weight {spec.initial_weight}; use a finite number "
                 ">= 0"
+            )
+        if not (
+            isinstance(spec.instance_count, int) and 1 <= spec.instance_count <= MAX_LOCAL_INSTANCES
+        ):
+            raise EndpointError(
+                f"variant {spec.name!r} asks for {spec.instance_count!r} instances; a local "
+                f"variant runs 1 to {MAX_LOCAL_INSTANCES} model-server processes: set "
+                "instance_count within those bounds"
             )
     if sum(1 for s in variants if s.shadow) > 1:
         raise EndpointError(f"endpoint {name!r} may have one shadow variant at most")
@@ -154,6 +165,7 @@ def create_endpoint(
             f"port {port} on 127.0.0.1 is taken; pick another or leave it out to use a free one"
         )
     policy = ModelPolicy(allow_code=allow_code)
+    scaling = _autoscaling(settings)
     states = []
     for spec in variants:  # downloads; fails before anything is written
         model_dir, model_name, version = resolve_model_dir(settings, spec.model_ref)
@@ -162,6 +174,7 @@ def create_endpoint(
             name=spec.name, model_ref=spec.model_ref, model_name=model_name,
             model_version=version, model_dir=model_dir, weight=spec.initial_weight,
             shadow=spec.shadow,
+            instance_count=scaling.clamp(spec.instance_count) if scaling else spec.instance_count,
         ))  # fmt: skip
     enabled = settings.serving.capture.enabled if capture is None else capture
     port = port or find_free_port()
@@ -176,6 +189,7 @@ def create_endpoint(
             sampling_percentage=sampling,
         ),
         variants=states,
+        autoscaling=scaling,
     )
     save_state(root, state)
     pid = None
@@ -212,7 +226,11 @@ def describe_endpoint(settings: Settings, name: str) -> EndpointState:
             return state  # starting up or busy: the file is the best we know
     state.status = "OutOfService"
     for v in state.variants:
-        if not is_process_of(v.pid, "mlops.serving", str(v.port)):
+        for i in v.instances:
+            if not is_process_of(i.pid, "mlops.serving", str(i.port)):
+                i.status = "Failed"
+                i.failure_reason = "not running: the endpoint's gateway is stopped"
+        if not any(i.status == "InService" for i in v.instances):
             v.status = "Failed"
             v.failure_reason = "not running: the endpoint's gateway is stopped"
     return state
@@ -324,6 +342,7 @@ def add_variant(
     model_dir: str | Path | None = None,
     weight: float = 0.0,
     shadow: bool = False,
+    instance_count: int = 1,
 ) -> VariantState:
     """Start a new variant on a running endpoint, as its owner.
 
@@ -338,6 +357,8 @@ def add_variant(
         model_dir: a local MLflow model folder.
         weight: its traffic weight (0: only reachable with a target-variant header).
         shadow: it gets a copy of each request instead.
+        instance_count: its model-server processes (within the endpoint's autoscaling
+            bounds, when it scales).
 
     Raises:
         EndpointNotFoundError: no such endpoint.
@@ -352,7 +373,12 @@ def add_variant(
     folder = None if model_dir is None else allow_folder(settings, name, model_dir)
     with EndpointClient.for_endpoint(settings, name) as client:
         return client.add_variant(
-            variant, model_ref, model_dir=folder, weight=weight, shadow=shadow
+            variant,
+            model_ref,
+            model_dir=folder,
+            weight=weight,
+            shadow=shadow,
+            instance_count=instance_count,
         )
 
 
@@ -375,6 +401,21 @@ def _free_port_besides(taken: int) -> int:
     while (port := find_free_port()) == taken:
         continue
     return port
+
+
+def _autoscaling(settings: Settings) -> AutoscalingState | None:
+    """The endpoint's scaling policy from ``[autoscaling]`` (``None`` when it is off)."""
+    scaling = settings.autoscaling
+    if not scaling.enabled:
+        return None
+    return AutoscalingState(
+        min_instances=scaling.min_instances,
+        max_instances=scaling.max_instances,
+        target_invocations_per_instance=scaling.target_invocations_per_instance,
+        scale_out_cooldown_s=scaling.scale_out_cooldown_s,
+        scale_in_cooldown_s=scaling.scale_in_cooldown_s,
+        evaluation_period_s=scaling.evaluation_period_s,
+    )
 
 
 def _gateway_running(state: EndpointState) -> bool:
@@ -497,9 +538,9 @@ def _teardown(settings: Settings, name: str, *, delete: bool = False) -> None:
         state = load_state(root, name)  # the gateway's last word: pids of variants it ran
     except EndpointError:
         pass
-    for v in state.variants:
-        if v.pid and is_process_of(v.pid, "mlops.serving", str(v.port)):
-            terminate_process(v.pid)
+    for i in (i for v in state.variants for i in v.instances):
+        if i.pid and is_process_of(i.pid, "mlops.serving", str(i.port)):
+            terminate_process(i.pid)
 
 
 def _stop_found(settings: Settings, name: str) -> list[int]:

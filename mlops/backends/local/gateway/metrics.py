@@ -40,6 +40,10 @@ class VariantMetrics:
         self.events.append((now, status, latency_ms))
         self.predictions.extend((now, p) for p in predictions)
 
+    def count_since(self, since: float) -> int:
+        """Events at or after ``since`` (unix time): the autoscaler's invocations."""
+        return sum(1 for _ in _newer(self.events, since))
+
     def summary(self, since: float) -> dict[str, Any]:
         """Counts, latency percentiles and predictions of events at or after ``since``.
 

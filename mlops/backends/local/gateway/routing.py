@@ -5,7 +5,9 @@ This answers the requests of the endpoint's invocations port, which
 
 * ``GET /ping``: the gateway is alive; the body names the endpoint's status.
 * ``POST /invocations`` and ``POST /endpoints/{name}/invocations``: a production variant is
-  picked at random by weight, or named by ``X-Amzn-SageMaker-Target-Variant``; the body,
+  picked at random by weight, or named by ``X-Amzn-SageMaker-Target-Variant``, and the
+  request goes to its instance with the fewest requests in flight (instances starting or
+  draining get none; one that cannot be reached passes the request to another); the body,
   ``Content-Type``, ``Accept`` and ``X-Amzn-SageMaker-Inference-Id`` are forwarded and the
   answer carries ``X-Amzn-Invoked-Production-Variant``. A shadow variant gets a copy of every
   request in the background; its answers are never returned.
@@ -26,14 +28,19 @@ from urllib.parse import unquote
 
 from mlops.backends.local.gateway.asgi import HttpError
 from mlops.backends.local.gateway.invocations import Request, Response, json_response
-from mlops.backends.local.gateway.upstream import Upstream, UpstreamTimeout, UpstreamUnavailable
+from mlops.backends.local.gateway.upstream import (
+    Upstream,
+    UpstreamAnswer,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from mlops.capture import parse_predictions
 
 if TYPE_CHECKING:
     from mlops.backends.local.gateway.minute_metrics import MinuteMetrics
     from mlops.backends.local.gateway.pairing import Pairing
     from mlops.backends.local.gateway.state import EndpointState
-    from mlops.backends.local.gateway.variants import Variant
+    from mlops.backends.local.gateway.variants import Instance, Variant
 
 __all__ = ["INVOKED_HEADER", "Router"]
 
@@ -187,7 +194,7 @@ class Router:
         name = variant.state.name
         start = time.perf_counter()
         try:
-            answer = await self._upstream(variant).post(body, forward)
+            answer = await self._post(variant, body, forward)
         except UpstreamTimeout:
             self._record(variant, 504, (time.perf_counter() - start) * 1000, [], start - received)
             raise HttpError(504, f"variant {name!r} did not answer in time") from None
@@ -196,7 +203,7 @@ class Router:
             raise HttpError(
                 503,
                 f"variant {name!r} is not reachable ({exc}); it is "
-                f"{variant.state.status}, see `mlops endpoint describe {self.endpoint.name}`",
+                f"{variant.sync().status}, see `mlops endpoint describe {self.endpoint.name}`",
             ) from None
         latency_ms = (time.perf_counter() - start) * 1000
         raw_type = answer.content_type or b"application/octet-stream"
@@ -214,13 +221,51 @@ class Router:
         invoked = b"%s: %s\r\n" % (INVOKED_HEADER, name.encode())
         return Response(answer.status, answer.body, raw_type, invoked)
 
-    def _upstream(self, variant: Variant) -> Upstream:
-        """The kept-alive connections to ``variant``'s model server (made when first used)."""
-        port = variant.state.port
+    async def _post(self, variant: Variant, body: bytes, headers: bytes) -> UpstreamAnswer:
+        """Send a request to the variant's instance with the fewest requests in flight.
+
+        An instance that cannot be reached (it died, or is being replaced) did not take the
+        request: it goes to another instance of the variant, as long as one is left.
+
+        Raises:
+            UpstreamUnavailable: no instance of the variant could be reached.
+            UpstreamTimeout: the instance did not answer in time (not sent again: the model
+                may still be working on it).
+        """
+        tried: list[Instance] = []
+        failure: UpstreamUnavailable | None = None
+        while True:
+            instance = variant.pick(tried)
+            if instance is None:
+                if failure is not None:
+                    raise failure
+                if not variant.instances:
+                    raise UpstreamUnavailable("the variant has no instance")
+                instance = variant.instances[0]  # none in service: its answer tells why
+            instance.outstanding += 1
+            try:
+                return await self._upstream(instance).post(body, headers)
+            except UpstreamUnavailable as exc:
+                failure = exc
+                tried.append(instance)
+                if len(tried) >= len(variant.instances):
+                    raise
+            finally:
+                instance.outstanding -= 1
+
+    def _upstream(self, instance: Instance) -> Upstream:
+        """The kept-alive connections to an instance's model server (made when first used)."""
+        port = instance.state.port
         upstream = self._upstreams.get(port)
         if upstream is None:
             upstream = self._upstreams[port] = Upstream("127.0.0.1", int(port or 0))
         return upstream
+
+    def forget_port(self, port: int | None) -> None:
+        """Close the connections to a model server that stopped."""
+        upstream = self._upstreams.pop(port, None)
+        if upstream is not None:
+            upstream.close()
 
     def _record(
         self,
@@ -240,7 +285,7 @@ class Router:
     def _mirror(self, name: str, body: bytes, headers: bytes) -> None:
         """Send a copy of a request to the shadow variant without waiting for it."""
         variant = self.variants.get(name)
-        if variant is None or variant.state.status != "InService":
+        if variant is None or variant.pick() is None:
             return
         if self._shadow_inflight >= SHADOW_CONCURRENCY:
             variant.metrics.shadow_dropped += 1
@@ -253,7 +298,7 @@ class Router:
     async def _shadow_call(self, variant: Variant, body: bytes, headers: bytes) -> None:
         start = time.perf_counter()
         try:
-            answer = await self._upstream(variant).post(body, headers)
+            answer = await self._post(variant, body, headers)
         except (UpstreamTimeout, UpstreamUnavailable):
             self._record(variant, 503, (time.perf_counter() - start) * 1000, [])
         else:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlops.errors import EndpointError, EndpointNotFoundError, EndpointStateError
 
@@ -28,9 +28,13 @@ if TYPE_CHECKING:
     from mlops.settings import Settings
 
 __all__ = [
+    "MAX_LOCAL_INSTANCES",
+    "AutoscalingState",
     "CaptureState",
     "EndpointState",
     "EndpointStatus",
+    "InstanceState",
+    "ScalingActivity",
     "VariantState",
     "VariantStatus",
     "backup_path",
@@ -54,6 +58,9 @@ VariantStatus = Literal["Creating", "InService", "Failed"]
 STATE_FILE = "endpoint.json"
 BACKUP_FILE = "endpoint.json.bak"
 METRICS_DIR = "metrics"
+# Model-server processes one variant may run (SageMaker's own per-variant cap).
+MAX_LOCAL_INSTANCES = 100
+MAX_ACTIVITIES = 50
 # SageMaker's pattern for endpoint and variant names.
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
@@ -93,8 +100,23 @@ class CaptureState(_Model):
     sampling_percentage: int = Field(100, ge=0, le=100)
 
 
+class InstanceState(_Model):
+    """One model-server process of a variant (an instance, in SageMaker's words)."""
+
+    id: int = Field(0, ge=0, description="numbers the instance's log file; 0: <variant>.log")
+    port: int | None = None
+    pid: int | None = None
+    status: VariantStatus = "Creating"
+    failure_reason: str | None = None
+
+
 class VariantState(_Model):
-    """One production or shadow variant: a model server process behind the gateway."""
+    """One production or shadow variant: model-server processes behind the gateway.
+
+    ``port``, ``pid``, ``status`` and ``failure_reason`` are those of its first instance
+    (``status``: ``InService`` while any instance serves); ``instances`` lists them all and
+    ``instance_count`` is how many it should run (the autoscaler's desired count).
+    """
 
     name: str
     model_ref: str | None = Field(None, description="e.g. models:/taxi/3 or taxi@champion")
@@ -107,6 +129,77 @@ class VariantState(_Model):
     pid: int | None = None
     status: VariantStatus = "Creating"
     failure_reason: str | None = None
+    instance_count: int = Field(1, ge=1, le=MAX_LOCAL_INSTANCES)
+    instances: list[InstanceState] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _first_instance(self) -> VariantState:
+        # A state saved before instances existed: its one process is the first instance.
+        if not self.instances:
+            self.__dict__["instances"] = [
+                InstanceState(
+                    port=self.port,
+                    pid=self.pid,
+                    status=self.status,
+                    failure_reason=self.failure_reason,
+                )
+            ]
+        return self
+
+    @property
+    def serving_instances(self) -> int:
+        """Instances in service now (the describe's current instance count)."""
+        return sum(1 for i in self.instances if i.status == "InService")
+
+
+class ScalingActivity(_Model):
+    """One change of a variant's instance count by the autoscaler (or its failure)."""
+
+    at: str = Field(default_factory=utcnow)
+    variant: str
+    from_count: int
+    to_count: int
+    invocations_per_instance: float = Field(description="per minute, over the window")
+    status: Literal["Successful", "Failed"] = "Successful"
+    cause: str
+
+
+class AutoscalingState(_Model):
+    """Target tracking of an endpoint's variants (the ``[autoscaling]`` settings at create).
+
+    Every ``evaluation_period_s`` the gateway counts each variant's invocations over the
+    last period and sets its instance count to ``ceil(current * actual / target)`` within
+    ``[min_instances, max_instances]``, as Application Auto Scaling's target tracking does
+    on ``SageMakerVariantInvocationsPerInstance``.
+    """
+
+    enabled: bool = True
+    min_instances: int = Field(1, ge=1, le=MAX_LOCAL_INSTANCES)
+    max_instances: int = Field(4, ge=1, le=MAX_LOCAL_INSTANCES)
+    target_invocations_per_instance: float = Field(600.0, gt=0)
+    scale_out_cooldown_s: float = Field(60.0, ge=0)
+    scale_in_cooldown_s: float = Field(300.0, ge=0)
+    evaluation_period_s: float = Field(60.0, gt=0)
+    activities: list[ScalingActivity] = Field(
+        default_factory=list, description=f"the last {MAX_ACTIVITIES} scaling activities"
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingState:
+        if self.max_instances < self.min_instances:
+            raise ValueError(
+                f"max_instances={self.max_instances} is below min_instances="
+                f"{self.min_instances}; set max_instances to at least min_instances"
+            )
+        return self
+
+    def clamp(self, count: int) -> int:
+        """``count`` within ``[min_instances, max_instances]``."""
+        return max(self.min_instances, min(self.max_instances, count))
+
+    def record(self, activity: ScalingActivity) -> None:
+        """Keep ``activity``, dropping the oldest beyond the last ``MAX_ACTIVITIES``."""
+        self.activities = [*self.activities, activity][-MAX_ACTIVITIES:]
 
 
 class EndpointState(_Model):
@@ -124,6 +217,9 @@ class EndpointState(_Model):
     variants: list[VariantState] = Field(default_factory=list)
     last_error: str | None = None
     gateway_pid: int | None = None
+    autoscaling: AutoscalingState | None = Field(
+        None, description="target tracking of the variants' instance counts; None: fixed"
+    )
 
     def variant(self, name: str) -> VariantState:
         """The variant called ``name``.

@@ -1,10 +1,14 @@
-"""The variants' model-server processes: start, adopt, probe, restart, stop.
+"""The variants' model-server processes: start, adopt, probe, restart, scale, stop.
 
-Each variant is a ``python -m mlops.serving`` process in a process group of its own (in
-the gateway's session), so it outlives a killed gateway; a gateway started again adopts a
-variant whose recorded pid is still that server and answers ``/ping`` on its port, and
-starts the others. A variant whose process dies is restarted with exponential back-off
-(the workers of a server killed alone are stopped first: they would keep its port).
+Each variant runs ``instance_count`` instances, each a ``python -m mlops.serving`` process
+in a process group of its own (in the gateway's session), so it outlives a killed gateway; a
+gateway started again adopts an instance whose recorded pid is still that server and answers
+``/ping`` on its port, and starts the others. An instance whose process dies is restarted
+with exponential back-off (the workers of a server killed alone are stopped first: they
+would keep its port) while the variant's other instances serve. The autoscaler adds
+instances (:meth:`Supervisor.add_instance`) and drains them (:meth:`Supervisor.drain`).
+Every instance writes its own capture files (a writer per process, a uuid in each file's
+name), so several instances of a variant neither lose nor double a record.
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ from mlops.backends.local.gateway.processes import (
     log_tail,
     port_is_free,
 )
+from mlops.backends.local.gateway.state import InstanceState
+from mlops.backends.local.gateway.variants import Instance, Variant
 from mlops.errors import EndpointError, MlopsError
 
 if TYPE_CHECKING:
     import httpx
 
     from mlops.backends.local.gateway.state import EndpointState, VariantState
-    from mlops.backends.local.gateway.variants import Variant
     from mlops.settings import Settings
 
 __all__ = ["Supervisor"]
@@ -60,6 +65,8 @@ class Supervisor:
         variants: the gateway's variants by name, watched and restarted here.
         folder: the endpoint's folder (``variants/<name>.log`` below it).
         on_change: called after a status, pid or port changed (saves the state file).
+        forget_port: called with the port of a server that stopped (its kept-alive
+            connections are dropped).
     """
 
     def __init__(
@@ -69,12 +76,14 @@ class Supervisor:
         variants: dict[str, Variant],
         folder: Path,
         on_change: Callable[[], None],
+        forget_port: Callable[[int | None], None] = lambda port: None,
     ) -> None:
         self.settings = settings
         self.endpoint = endpoint
         self.variants = variants
         self.folder = folder
         self.on_change = on_change
+        self.forget_port = forget_port
         self.stopping = False
         self._pending: dict[str, Variant] = {}  # being added, not yet in ``variants``
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -127,50 +136,129 @@ class Supervisor:
         self._spawn(self._supervise())
 
     async def _start_or_adopt(self, variant: Variant) -> None:
-        v = variant.state
+        """Bring a variant to ``instance_count`` instances: adopt those still serving from
+        an earlier gateway, start the others, stop the ones beyond the count.
+
+        Raises:
+            EndpointError: no instance of it got ready (the first problem).
+        """
+        count = variant.state.instance_count
+        extra = variant.instances[count:]
+        keep = variant.instances[:count]
+        while len(keep) < count:
+            keep.append(Instance(InstanceState(id=_next_id(keep))))
+        variant.instances = keep
         variant.busy = True
         try:
-            if v.port and is_process_of(v.pid, "mlops.serving", str(v.port)):
-                if (await self._probe(variant))[0]:
-                    v.status, v.failure_reason = "InService", None
-                    logger.info("adopted variant %s (pid %s, port %s)", v.name, v.pid, v.port)
-                    return
-                logger.warning("variant %s (pid %s) does not answer; replacing it", v.name, v.pid)
-                await self._terminate(variant)
-            await self._start_variant(variant)
+            await asyncio.gather(*(self._terminate(i) for i in extra), return_exceptions=True)
+            results = await asyncio.gather(
+                *(self._adopt_or_start(variant, i) for i in keep), return_exceptions=True
+            )
         finally:
             variant.busy = False
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if len(failed) == len(results):
+            raise failed[0]
+        for problem in failed:  # the others serve; the supervisor retries these
+            logger.warning("variant %s: an instance failed to start: %s", variant.state.name,
+                           problem)  # fmt: skip
+
+    async def _adopt_or_start(self, variant: Variant, instance: Instance) -> None:
+        i = instance.state
+        instance.busy = True
+        try:
+            if i.port and is_process_of(i.pid, "mlops.serving", str(i.port)):
+                if (await self._probe(instance))[0]:
+                    i.status, i.failure_reason = "InService", None
+                    logger.info(
+                        "adopted variant %s instance %s (pid %s, port %s)",
+                        variant.state.name, i.id, i.pid, i.port,
+                    )  # fmt: skip
+                    return
+                logger.warning(
+                    "variant %s instance %s (pid %s) does not answer; replacing it",
+                    variant.state.name, i.id, i.pid,
+                )  # fmt: skip
+                await self._terminate(instance)
+            await self._start_instance(variant, instance)
+        finally:
+            instance.busy = False
 
     # ------------------------------------------------------------------ one variant
 
     async def start_new(self, variant: Variant) -> None:
-        """Start a variant that is not in ``variants`` yet; a shutdown meanwhile stops it.
+        """Start a variant that is not in ``variants`` yet (``instance_count`` instances at
+        once); a shutdown meanwhile stops it.
 
         Raises:
-            EndpointError: its server did not get ready (the message has its log tail).
+            EndpointError: a server did not get ready (the message has its log tail); the
+                instances that did are stopped again.
         """
         variant.busy = True
         self._pending[variant.state.name] = variant
+        count = variant.state.instance_count
+        variant.instances = [Instance(InstanceState(id=n)) for n in range(count)]
         try:
-            await self._start_variant(variant)
+            results = await asyncio.gather(
+                *(self._start_instance(variant, i) for i in variant.instances),
+                return_exceptions=True,
+            )
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                await asyncio.gather(
+                    *(self._terminate(i) for i in variant.instances), return_exceptions=True
+                )
+                raise failed[0]
         finally:
             variant.busy = False
             self._pending.pop(variant.state.name, None)
 
     async def stop(self, variant: Variant) -> None:
-        """Stop a variant's server for good (SIGTERM, then SIGKILL after a grace period)."""
+        """Stop a variant's servers for good (SIGTERM, then SIGKILL after a grace period)."""
         variant.busy = True
-        await self._terminate(variant)
+        await asyncio.gather(*(self._terminate(i) for i in variant.instances))
 
-    def _log(self, name: str) -> Path:
-        return self.folder / "variants" / f"{name}.log"
+    async def add_instance(self, variant: Variant) -> Instance:
+        """Start one more instance of a running variant; it takes requests once it answers
+        ``/ping`` (until then it is ``Creating``, which routing skips).
 
-    def _command(self, v: VariantState) -> list[str]:
+        Raises:
+            EndpointError: it did not get ready (it is dropped again).
+        """
+        instance = Instance(InstanceState(id=variant.next_instance_id()), busy=True)
+        variant.instances.append(instance)
+        try:
+            await self._start_instance(variant, instance)
+        except BaseException:
+            if instance in variant.instances:
+                variant.instances.remove(instance)
+            raise
+        finally:
+            instance.busy = False
+        return instance
+
+    async def drain(self, variant: Variant, instance: Instance, timeout_s: float) -> None:
+        """Scale in: route no new request to ``instance``, let those in flight finish (for
+        up to ``timeout_s``), then stop its server (capture flushed) and drop it."""
+        instance.draining = True
+        instance.busy = True
+        deadline = time.monotonic() + timeout_s
+        while instance.outstanding > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self._terminate(instance)
+        if instance in variant.instances:
+            variant.instances.remove(instance)
+
+    def _log(self, name: str, instance_id: int = 0) -> Path:
+        suffix = "" if instance_id == 0 else f".{instance_id}"
+        return self.folder / "variants" / f"{name}{suffix}.log"
+
+    def _command(self, v: VariantState, port: int | None) -> list[str]:
         cmd = [
             sys.executable, "-m", "mlops.serving",
             "--model-dir", v.model_dir,
             "--host", "127.0.0.1",
-            "--port", str(v.port),
+            "--port", str(port),
             "--endpoint-name", self.endpoint.name,
             "--variant-name", v.name,
         ]  # fmt: skip
@@ -201,31 +289,31 @@ class Supervisor:
             env[MIRROR_TOKEN_ENV] = mirror_token(token)
         return env
 
-    async def _start_variant(self, variant: Variant) -> None:
-        """Start a variant's model server and wait until it answers ``/ping``.
+    async def _start_instance(self, variant: Variant, instance: Instance) -> None:
+        """Start one model server of a variant and wait until it answers ``/ping``.
 
         Raises:
             EndpointError: the server exited or did not get ready; with its log tail.
         """
-        v = variant.state
+        v, i = variant.state, instance.state
         if not Path(v.model_dir).is_dir():
-            v.status = "Failed"
-            v.failure_reason = f"model folder {v.model_dir} does not exist"
+            i.status = "Failed"
+            i.failure_reason = f"model folder {v.model_dir} does not exist"
             raise EndpointError(
                 f"variant {v.name!r}: model folder {v.model_dir} does not exist; remove the "
                 "variant and add it again from its model_ref so that it is downloaded again"
             )
         for attempt in range(3):
-            if not v.port or not port_is_free(v.port):
-                v.port = find_free_port()
-            log_path = self._log(v.name)
+            if not i.port or not port_is_free(i.port):
+                i.port = find_free_port()
+            log_path = self._log(v.name, i.id)
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            v.status, v.failure_reason = "Creating", None
+            i.status, i.failure_reason = "Creating", None
             with log_path.open("ab") as log:
-                log.write(f"\n--- starting variant {v.name} on port {v.port}\n".encode())
+                log.write(f"\n--- starting variant {v.name} on port {i.port}\n".encode())
                 log.flush()
-                variant.proc = subprocess.Popen(
-                    self._command(v),
+                instance.proc = subprocess.Popen(
+                    self._command(v, i.port),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -236,41 +324,44 @@ class Supervisor:
                     # is then one of them, as a model server started alone is.
                     process_group=0,
                 )
-            v.pid = variant.proc.pid
-            problem = await self._wait_ready(variant, VARIANT_START_TIMEOUT_S)
-            if problem is None and (variant.removed or self.stopping):
-                await self._terminate(variant)
+            i.pid = instance.proc.pid
+            problem = await self._wait_ready(instance, VARIANT_START_TIMEOUT_S)
+            if problem is None and (variant.removed or instance.draining or self.stopping):
+                await self._terminate(instance)
                 raise EndpointError(f"variant {v.name!r} was removed while it started")
             if problem is None:
-                v.status, v.failure_reason = "InService", None
-                variant.failures = 0
-                logger.info("variant %s serving on port %s (pid %s)", v.name, v.port, v.pid)
+                i.status, i.failure_reason = "InService", None
+                instance.failures = 0
+                logger.info(
+                    "variant %s instance %s serving on port %s (pid %s)",
+                    v.name, i.id, i.port, i.pid,
+                )  # fmt: skip
                 return
             await asyncio.sleep(0.2)  # let the server's last words reach its log
             tail = log_tail(log_path)
-            exited = variant.proc.poll() is not None
+            exited = instance.proc.poll() is not None
             if exited and "address already in use" in tail.lower() and attempt < 2:
-                v.port = None  # lost a race for the port: take another one
+                i.port = None  # lost a race for the port: take another one
                 continue
-            await self._terminate(variant)
-            v.status = "Failed"
-            v.failure_reason = f"model server {problem}; log {log_path}:\n{tail}"
+            await self._terminate(instance)
+            i.status = "Failed"
+            i.failure_reason = f"model server {problem}; log {log_path}:\n{tail}"
             raise EndpointError(
                 f"variant {v.name!r} of endpoint {self.endpoint.name!r} failed to start: its "
                 f"model server {problem}. Last lines of {log_path}:\n{tail}"
             )
 
-    async def _wait_ready(self, variant: Variant, timeout_s: float) -> str | None:
-        """Wait until the variant answers ``/ping`` with 200.
+    async def _wait_ready(self, instance: Instance, timeout_s: float) -> str | None:
+        """Wait until the instance answers ``/ping`` with 200.
 
         Returns:
             ``None`` when it is ready, else why not (exited, failed to load, timed out).
         """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not variant.alive():
+            if not instance.alive():
                 return "exited"
-            ready, problem = await self._probe(variant)
+            ready, problem = await self._probe(instance)
             if ready:
                 return None
             if problem is not None:
@@ -278,14 +369,14 @@ class Supervisor:
             await asyncio.sleep(0.2)
         return f"did not answer /ping in {timeout_s:.0f} s"
 
-    async def _probe(self, variant: Variant) -> tuple[bool, str | None]:
+    async def _probe(self, instance: Instance) -> tuple[bool, str | None]:
         """Ping once: (ready, a problem that waiting will not fix, e.g. a model that failed
         to load and leaves the server at 503 for good)."""
         import httpx
 
         assert self._client is not None, "Supervisor.start() was not awaited"
         try:
-            resp = await self._client.get(f"{variant.url}/ping", timeout=2.0)
+            resp = await self._client.get(f"{instance.url}/ping", timeout=2.0)
         except httpx.HTTPError:
             return False, None
         if resp.status_code == 200:
@@ -297,72 +388,84 @@ class Supervisor:
             return False, f"answers /ping with {resp.status_code}: {text[:1000]}"
         return False, None
 
-    async def _terminate(self, variant: Variant) -> None:
-        pid = variant.state.pid
+    async def _terminate(self, instance: Instance) -> None:
+        pid = instance.state.pid
         if pid is None:
             return
-        if variant.proc is None and not is_process_of(pid, "mlops.serving"):
+        if instance.proc is None and not is_process_of(pid, "mlops.serving"):
             return  # recorded pid is gone or was recycled by another program
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
         while time.monotonic() < deadline:
-            if not variant.alive():
+            if not instance.alive():
                 break
             await asyncio.sleep(0.05)
         else:
-            logger.warning(
-                "variant %s did not stop in %s s; killing it", variant.state.name, STOP_GRACE_S
-            )
+            logger.warning("model server pid %s did not stop in %s s; killing it", pid,
+                           STOP_GRACE_S)  # fmt: skip
             kill_group(pid)
-        if variant.proc is not None:
+        if instance.proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                variant.proc.wait(timeout=1)
+                instance.proc.wait(timeout=1)
+        self.forget_port(instance.state.port)
 
     # ------------------------------------------------------------------ watching
 
     async def _supervise(self) -> None:
-        """Restart variants whose process died (exponential back-off)."""
+        """Restart instances whose process died (exponential back-off); the variant's other
+        instances take its requests meanwhile."""
         while not self.stopping:
             await asyncio.sleep(SUPERVISE_INTERVAL_S)
             now = time.monotonic()
             for variant in list(self.variants.values()):
                 if variant.busy or variant.removed or self.stopping:
                     continue
-                if variant.alive():
-                    continue
-                kill_orphans(variant.state.pid)  # its workers, if it was killed alone
-                if variant.state.status == "InService":
-                    code = variant.proc.poll() if variant.proc is not None else None
-                    tail = log_tail(self._log(variant.state.name), 10)
-                    variant.state.status = "Failed"
-                    variant.state.failure_reason = f"process exited (code {code}):\n{tail}"
-                    logger.warning(
-                        "variant %s died (code %s); restarting it", variant.state.name, code
-                    )
-                    self.on_change()
-                if now >= variant.next_restart:
-                    self._spawn(self._restart(variant))
+                for instance in list(variant.instances):
+                    if instance.busy or instance.draining or instance.alive():
+                        continue
+                    self._died(variant, instance)
+                    if now >= instance.next_restart:
+                        self._spawn(self._restart(variant, instance))
 
-    async def _restart(self, variant: Variant) -> None:
-        variant.busy = True
+    def _died(self, variant: Variant, instance: Instance) -> None:
+        i = instance.state
+        kill_orphans(i.pid)  # its workers, if it was killed alone
+        if i.status != "InService":
+            return
+        code = instance.proc.poll() if instance.proc is not None else None
+        tail = log_tail(self._log(variant.state.name, i.id), 10)
+        i.status = "Failed"
+        i.failure_reason = f"process exited (code {code}):\n{tail}"
+        logger.warning(
+            "variant %s instance %s died (code %s); restarting it", variant.state.name, i.id, code
+        )
+        self.on_change()
+
+    async def _restart(self, variant: Variant, instance: Instance) -> None:
+        instance.busy = True
         try:
-            await self._start_variant(variant)
+            await self._start_instance(variant, instance)
             if self.endpoint.status == "Failed" and all(
-                v.state.status == "InService" for v in self.variants.values() if not v.removed
+                v.sync().status == "InService" for v in self.variants.values() if not v.removed
             ):
                 self.endpoint.status, self.endpoint.last_error = "InService", None
         except MlopsError as exc:
-            variant.failures += 1
-            backoff = min(MAX_RESTART_BACKOFF_S, 2.0**variant.failures)
-            variant.next_restart = time.monotonic() + backoff
+            instance.failures += 1
+            backoff = min(MAX_RESTART_BACKOFF_S, 2.0**instance.failures)
+            instance.next_restart = time.monotonic() + backoff
             logger.error(
-                "restarting variant %s failed (next try in %.0f s): %s",
+                "restarting variant %s instance %s failed (next try in %.0f s): %s",
                 variant.state.name,
+                instance.state.id,
                 backoff,
                 exc,
             )
         finally:
-            variant.busy = False
+            instance.busy = False
             if not self.stopping and not variant.removed:
                 self.on_change()
+
+
+def _next_id(instances: list[Instance]) -> int:
+    return max((i.state.id for i in instances), default=-1) + 1
