@@ -155,11 +155,13 @@ class TransformContainer:
         self.sm = boto3.client("sagemaker", endpoint_url=endpoint, region_name=REGION)
         self.workdir = workdir
         self.ran: list[str] = []
+        self.jobs: list[dict[str, Any]] = []  # each job as DescribeTransformJob gave it
 
     def run(self, name: str) -> None:
         """Score job ``name``'s input with its model; upload the answers (or fail the job)."""
         self.ran.append(name)
         job = self.sm.describe_transform_job(TransformJobName=name)
+        self.jobs.append(job)
         model = self.sm.describe_model(ModelName=job["ModelName"])
         root = self.workdir / name
         archive_dir = root / "archive"
