@@ -45,6 +45,7 @@ __all__ = [
     "TrainingContainer",
     "TransformContainer",
     "install",
+    "make_endpoint_resources",
     "moto_job",
 ]
 
@@ -236,3 +237,72 @@ def install(monkeypatch: pytest.MonkeyPatch, endpoint: str, workdir: Path) -> Ha
 
         monkeypatch.setattr(SageMakerModelBackend, f"create_{kind}_job", create)
     return harness
+
+
+def make_endpoint_resources(
+    endpoint_url: str, model: str, endpoint: str, variants: list[str]
+) -> None:
+    """What the endpoint backend leaves on AWS for ``endpoint`` of ``model`` (its naming and
+    tag convention): models, a config, the endpoint, two alarms, a scalable target and a
+    target-tracking policy per variant, the model's dashboard."""
+    sm = boto3.client("sagemaker", endpoint_url=endpoint_url, region_name=REGION)
+    tags = [{"Key": "mlops:model", "Value": model}, {"Key": "mlops:endpoint", "Value": endpoint}]
+    production = []
+    for variant in variants:
+        name = f"{endpoint}-{variant}-a1b2c3"
+        sm.create_model(
+            ModelName=name,
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1"},
+            Tags=tags,
+        )
+        production.append(
+            {
+                "VariantName": variant,
+                "ModelName": name,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        )
+    config = f"{endpoint}-20261130090000"
+    sm.create_endpoint_config(EndpointConfigName=config, ProductionVariants=production, Tags=tags)
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config, Tags=tags)
+    cloudwatch = boto3.client("cloudwatch", endpoint_url=endpoint_url, region_name=REGION)
+    for suffix, metric in (("5xx", "Invocation5XXErrors"), ("latency", "ModelLatency")):
+        cloudwatch.put_metric_alarm(
+            AlarmName=f"mlops-{endpoint}-{suffix}",
+            Namespace="AWS/SageMaker",
+            MetricName=metric,
+            Dimensions=[{"Name": "EndpointName", "Value": endpoint}],
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1.0,
+            ComparisonOperator="GreaterThanThreshold",
+        )
+    scaling = boto3.client("application-autoscaling", endpoint_url=endpoint_url, region_name=REGION)
+    for variant in variants:
+        resource = f"endpoint/{endpoint}/variant/{variant}"
+        scaling.register_scalable_target(
+            ServiceNamespace="sagemaker",
+            ResourceId=resource,
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+            MinCapacity=1,
+            MaxCapacity=3,
+        )
+        scaling.put_scaling_policy(
+            PolicyName=f"mlops-{endpoint}-{variant}-invocations",
+            ServiceNamespace="sagemaker",
+            ResourceId=resource,
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+            PolicyType="TargetTrackingScaling",
+            TargetTrackingScalingPolicyConfiguration={
+                "TargetValue": 100.0,
+                "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                },
+            },
+        )
+    cloudwatch.put_dashboard(
+        DashboardName=f"mlops-{model}", DashboardBody=json.dumps({"widgets": []})
+    )

@@ -65,15 +65,16 @@ class CloudResource:
 class Telemetry(Protocol):
     """Publishes what the package measures where the cloud's dashboards and alarms see it."""
 
-    def put_dashboard(self, model: str, endpoints: list[str]) -> str:
-        """Create or replace the model's dashboard over ``endpoints``; return its name."""
+    def put_dashboard(self, model: str, endpoints: list[str] | None = None) -> str | None:
+        """Create or replace the model's dashboard over ``endpoints`` (default: the model's
+        own); its name, or ``None`` when dashboards are turned off."""
         ...
 
     def publish_drift(self, model: str, endpoint: str, share: float) -> None:
         """Publish the share of drifted features of a monitoring window."""
         ...
 
-    def publish_probe(self, endpoint: str, success_rate: float) -> str:
+    def publish_probe(self, model: str, endpoint: str, success_rate: float) -> str:
         """Publish a probe's success rate (0..1) and keep its alarm; return the alarm's name."""
         ...
 

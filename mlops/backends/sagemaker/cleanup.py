@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from mlops.backends._s3 import make_client
 from mlops.backends.sagemaker.config import require_region
+from mlops.backends.sagemaker.dashboard import dashboard_name
 from mlops.backends.telemetry import CloudResource
 
 if TYPE_CHECKING:
     from mlops.settings import Settings
 
-__all__ = ["MODEL_TAG", "SageMakerResources", "dashboard_name"]
+__all__ = ["ENDPOINT_TAG", "MODEL_TAG", "SageMakerResources"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +56,6 @@ def _gone(error: dict[str, str]) -> bool:
             for words in ("could not find", "does not exist", "not found", "no scal")
         )
     )
-
-
-def dashboard_name(model: str) -> str:
-    """The CloudWatch dashboard of ``model``."""
-    return f"mlops-{model}"
 
 
 class SageMakerResources:
@@ -97,7 +93,7 @@ class SageMakerResources:
         for page in paginator.paginate(**kwargs):
             yield from page.get(key, [])
 
-    def _endpoints(self, model: str) -> dict[str, list[str]]:
+    def model_endpoints(self, model: str) -> dict[str, list[str]]:
         """Endpoint name -> its variants, for endpoints tagged with ``model``."""
         sagemaker = self._client("sagemaker")
         found: dict[str, list[str]] = {}
@@ -112,7 +108,7 @@ class SageMakerResources:
 
     def list_model_resources(self, model: str) -> list[CloudResource]:
         """Every resource ``model`` created, in the order they are removed."""
-        endpoints = self._endpoints(model)
+        endpoints = self.model_endpoints(model)
         found: list[CloudResource] = []
         autoscaling = self._client("application-autoscaling")
         resource_ids = [

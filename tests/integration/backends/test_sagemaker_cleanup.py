@@ -9,7 +9,6 @@ removes the first model's resources and leaves the other's.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from flows.cli import app
 from mlops.settings import Settings
 from mlops.stages.cleanup import plan_cleanup, run_cleanup
 from tests.conftest import AWS_TEST_CREDENTIALS, make_settings
-from tests.sagemaker_harness import REGION, ROLE
+from tests.sagemaker_harness import REGION, make_endpoint_resources
 
 pytestmark = pytest.mark.moto
 
@@ -37,71 +36,6 @@ def _client(service: str, endpoint: str) -> Any:
     return boto3.client(service, endpoint_url=endpoint, region_name=REGION)
 
 
-def _make(endpoint_url: str, model: str, endpoint: str, variants: list[str]) -> None:
-    """What the endpoint backend leaves on AWS for ``endpoint`` of ``model``."""
-    sm = _client("sagemaker", endpoint_url)
-    tags = [{"Key": "mlops:model", "Value": model}, {"Key": "mlops:endpoint", "Value": endpoint}]
-    production = []
-    for variant in variants:
-        name = f"{endpoint}-{variant}-a1b2c3"
-        sm.create_model(
-            ModelName=name,
-            ExecutionRoleArn=ROLE,
-            PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1"},
-            Tags=tags,
-        )
-        production.append(
-            {
-                "VariantName": variant,
-                "ModelName": name,
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large",
-            }
-        )
-    config = f"{endpoint}-20261130090000"
-    sm.create_endpoint_config(EndpointConfigName=config, ProductionVariants=production, Tags=tags)
-    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config, Tags=tags)
-    cloudwatch = _client("cloudwatch", endpoint_url)
-    for suffix, metric in (("5xx", "Invocation5XXErrors"), ("latency", "ModelLatency")):
-        cloudwatch.put_metric_alarm(
-            AlarmName=f"mlops-{endpoint}-{suffix}",
-            Namespace="AWS/SageMaker",
-            MetricName=metric,
-            Dimensions=[{"Name": "EndpointName", "Value": endpoint}],
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=1.0,
-            ComparisonOperator="GreaterThanThreshold",
-        )
-    scaling = _client("application-autoscaling", endpoint_url)
-    for variant in variants:
-        resource = f"endpoint/{endpoint}/variant/{variant}"
-        scaling.register_scalable_target(
-            ServiceNamespace="sagemaker",
-            ResourceId=resource,
-            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
-            MinCapacity=1,
-            MaxCapacity=3,
-        )
-        scaling.put_scaling_policy(
-            PolicyName=f"mlops-{endpoint}-{variant}-invocations",
-            ServiceNamespace="sagemaker",
-            ResourceId=resource,
-            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
-            PolicyType="TargetTrackingScaling",
-            TargetTrackingScalingPolicyConfiguration={
-                "TargetValue": 100.0,
-                "PredefinedMetricSpecification": {
-                    "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
-                },
-            },
-        )
-    cloudwatch.put_dashboard(
-        DashboardName=f"mlops-{model}", DashboardBody=json.dumps({"widgets": []})
-    )
-
-
 def _settings(root: Path, endpoint: str) -> Settings:
     return make_settings(
         root, backend="sagemaker", aws={"region": REGION, "endpoint_url": endpoint}
@@ -111,8 +45,8 @@ def _settings(root: Path, endpoint: str) -> Settings:
 def test_cleanup_removes_what_the_model_created_and_nothing_else(
     aws: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _make(aws, "churn", "churn-prod", ["blue", "green"])
-    _make(aws, "churn-other", "other-prod", ["blue"])
+    make_endpoint_resources(aws, "churn", "churn-prod", ["blue", "green"])
+    make_endpoint_resources(aws, "churn-other", "other-prod", ["blue"])
     settings = _settings(tmp_path, aws)
 
     plan = plan_cleanup(settings, "churn")
