@@ -37,7 +37,7 @@ def cleanup(
         out.print(f"  {resource.kind:<16} {escape(resource.name)}{detail}", highlight=False)
     if not yes and not typer.confirm(f"Remove these {len(plan.resources)}?", default=False):
         out.print("nothing removed")
-        raise typer.Exit(1)
+        raise typer.Abort()
     removed = run_cleanup(settings, plan)
     for resource in removed:
         out.print(f"removed {resource.kind} {escape(resource.name)}", highlight=False)

@@ -58,7 +58,7 @@ def test_cleanup_removes_the_models_endpoints_and_processes_after_asking(
     monkeypatch.setenv("MLOPS_TRACKING_URI", settings.effective_tracking_uri)
     runner = CliRunner()
     declined = runner.invoke(app, ["cleanup", "taxi"], input="n\n")
-    assert declined.exit_code == 1, declined.output
+    assert declined.exit_code != 0, declined.output
     assert "cl-only" in declined.output and "nothing removed" in declined.output
     assert _reachable(only.url)
 
