@@ -157,12 +157,18 @@ class TransformContainer:
         self.workdir = workdir
         self.ran: list[str] = []
         self.jobs: list[dict[str, Any]] = []  # each job as DescribeTransformJob gave it
+        self.fail_with: str | None = None  # SageMaker's verdict instead of running the job
 
     def run(self, name: str) -> None:
         """Score job ``name``'s input with its model; upload the answers (or fail the job)."""
         self.ran.append(name)
         job = self.sm.describe_transform_job(TransformJobName=name)
         self.jobs.append(job)
+        if self.fail_with is not None:
+            moto = moto_job("transform", name)
+            moto.transform_job_status = "Failed"
+            moto.failure_reason = self.fail_with
+            return
         model = self.sm.describe_model(ModelName=job["ModelName"])
         root = self.workdir / name
         archive_dir = root / "archive"

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from mlops.data import make_batch
-from mlops.errors import BatchCheckError
+from mlops.errors import BackendError, BatchCheckError
 from mlops.settings import AwsSettings, SageMakerSettings, Settings
 from mlops.stages.batch import run_batch
 from mlops.tracking import connect
@@ -130,3 +130,21 @@ def test_small_input_stays_local_under_auto_and_outliers_refuse_before_any_job(
     assert harness.transform.ran == []
     assert not (tmp_path / "b.csv").exists()
 
+
+
+def test_a_failed_transform_job_fails_the_batch_with_its_reason_and_writes_nothing(
+    trained_taxi: tuple[Settings, str], aws: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local_settings, version = trained_taxi
+    harness = install(monkeypatch, aws, tmp_path / "harness")
+    harness.transform.fail_with = "ClientError: request 1: the model server answered 400"
+    source = tmp_path / "in.csv"
+    make_batch("taxi", rows=300, seed=21).to_csv(source, index=False)
+    settings = _on_sagemaker(local_settings, aws, runner="transform")
+
+    with pytest.raises(BackendError, match="model server answered 400") as caught:
+        run_batch(settings, f"taxi/{version}", str(source), str(tmp_path / "out.csv"))
+
+    assert harness.transform.ran and harness.transform.ran[0] in str(caught.value)
+    assert not (tmp_path / "out.csv").exists()
+    assert not list(tmp_path.glob(".out.csv.*"))
