@@ -288,6 +288,21 @@ class AwsSettings(_Section):
     endpoint_url: str | None = Field(None, description="custom endpoint, e.g. moto on loopback")
     role_arn: str | None = None
     bucket: str | None = None
+    retry_mode: Literal["standard", "adaptive"] = Field(
+        "standard",
+        description="botocore's retry mode for throttling and 5xx: standard (backoff) or "
+        "adaptive (backoff and client-side rate limiting)",
+    )
+    max_attempts: int = Field(
+        8, ge=1, le=20, description="tries of one AWS call, the first included"
+    )
+
+    def client_config(self, **options: Any) -> Any:
+        """A ``botocore.config.Config`` with this retry mode and attempts (and ``options``)."""
+        from botocore.config import Config
+
+        retries = {"mode": self.retry_mode, "total_max_attempts": self.max_attempts}
+        return Config(retries=retries, **options)
 
 
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+[a-z0-9-]*\.[a-z0-9]+$")

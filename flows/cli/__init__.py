@@ -39,6 +39,7 @@ def _register_subcommands() -> None:
     # Separate modules keep this one small; their heavy imports stay inside the commands.
     from flows.cli.agent import agent
     from flows.cli.batch import batch
+    from flows.cli.cleanup import cleanup
     from flows.cli.deploy import deploy, probe
     from flows.cli.endpoints import endpoint_app
     from flows.cli.export import export_app
@@ -63,6 +64,7 @@ def _register_subcommands() -> None:
     app.add_typer(models_app, name="models")
     app.command()(approve)
     app.command()(reject)
+    app.command()(cleanup)
 
 
 _register_subcommands()

@@ -39,12 +39,25 @@ from mlops.backends.endpoint import (
     VariantMetrics,
     VariantSpec,
 )
+from mlops.backends.telemetry import (
+    CloudResource,
+    CloudResources,
+    Telemetry,
+    get_cloud_resources,
+    get_telemetry,
+)
 from mlops.errors import ConfigError
 
 if TYPE_CHECKING:
     from mlops.settings import Settings
 
 __all__ = [
+    # cloud capabilities (mlops.backends.telemetry)
+    "CloudResource",
+    "CloudResources",
+    "Telemetry",
+    "get_cloud_resources",
+    "get_telemetry",
     "BACKENDS",
     "ENDPOINT_BACKENDS",
     "CaptureDescription",

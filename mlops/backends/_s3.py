@@ -45,22 +45,20 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 
 def make_client(service: str, aws: AwsSettings, region: str | None, session: Any = None) -> Any:
-    """A boto3 client of ``service`` with botocore's standard retry mode (throttling and 5xx
-    are retried with backoff by botocore itself).
+    """A boto3 client of ``service`` with botocore's retry mode of ``[aws] retry_mode``
+    (``standard`` or ``adaptive``) and ``max_attempts``: throttling and 5xx are retried with
+    backoff by botocore itself.
 
     Args:
         service: ``s3``, ``sagemaker``, ...
-        aws: endpoint (e.g. moto on loopback) of the ``[aws]`` settings.
+        aws: endpoint (e.g. moto on loopback) and retries of the ``[aws]`` settings.
         region: the region in force (``Settings.effective_aws_region``).
         session: a ``boto3.Session`` to make it from (default: a new one; creating clients
             from one shared session is not thread-safe).
     """
     import boto3
-    from botocore.config import Config
 
-    kwargs: dict[str, Any] = {
-        "config": Config(retries={"mode": "standard", "max_attempts": 8}),
-    }
+    kwargs: dict[str, Any] = {"config": aws.client_config()}
     if region:
         kwargs["region_name"] = region
     if aws.endpoint_url:

@@ -16,7 +16,8 @@ def s3_client(region: str | None, endpoint_url: str | None, *, patient: bool = T
     Args:
         region: the client's region (default: boto3's own lookup).
         endpoint_url: a custom endpoint, e.g. moto on loopback.
-        patient: botocore's default timeouts and retries; ``False`` gives up sooner
+        patient: botocore's default timeouts, standard retries (8 tries); ``False`` gives up
+            sooner
             (a capture writer must not hold a server's shutdown for minutes).
     """
     import boto3  # heavy: only for S3 destinations
@@ -27,7 +28,9 @@ def s3_client(region: str | None, endpoint_url: str | None, *, patient: bool = T
         kwargs["region_name"] = region
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
-    if not patient:
+    if patient:
+        kwargs["config"] = Config(retries={"max_attempts": 8, "mode": "standard"})
+    else:
         kwargs["config"] = Config(
             connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
         )

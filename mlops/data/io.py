@@ -229,7 +229,9 @@ def _read_s3(uri: str, aws: AwsSettings | None) -> pd.DataFrame:
 def _s3_client(aws: AwsSettings | None) -> Any:
     import boto3  # heavy: only for S3 data
 
-    kwargs: dict[str, str] = {}
+    from mlops.settings import AwsSettings
+
+    kwargs: dict[str, Any] = {"config": (aws or AwsSettings()).client_config()}
     if aws is not None and aws.region:
         kwargs["region_name"] = aws.region
     if aws is not None and aws.endpoint_url:

@@ -17,7 +17,11 @@ chunk by chunk, so memory stays bounded whatever the input's size:
    column order; features the input lacks are derived from datetime columns the way training
    derived them, e.g. ``duration_minutes`` from pickup/dropoff), one model load, predictions
    streamed to a temporary file that is renamed into place (local) or uploaded (``s3://``)
-   at the end.
+   at the end. With ``[batch] runner = "transform"`` (or ``"auto"`` on
+   ``backend = "sagemaker"`` for inputs of at least ``transform_min_mb``) the features are
+   scored instead by one batch transform job of the compute backend, with
+   ``BatchDataCaptureConfig`` to the capture destination (:mod:`._batch_transform`); the
+   output is the same, without ``probability``.
 
 The output holds, per input row and in input order:
 
@@ -56,6 +60,7 @@ from mlops.stages._batch_model import (
     model_features,
     resolve_version,
 )
+from mlops.stages._batch_transform import TransformRun, predict_by_transform, use_transform
 from mlops.stages._progress import stage_done, stage_started
 from mlops.tracking import Tags, batch_experiment, connect, finish_run, start_run
 
@@ -103,6 +108,10 @@ class BatchResult(BaseModel):
     drifted_features: list[str] = Field(default_factory=list)
     drift_sample_rows: int = 0
     output_columns: list[str] = Field(default_factory=list)
+    runner: str = Field("local", description='"local" or "transform" (a transform job)')
+    transform_job: str | None = None
+    transform_job_arn: str | None = None
+    capture_uri: str | None = Field(None, description="where the transform job captured")
     run_id: str
     experiment: str
     duration_s: float
@@ -191,25 +200,31 @@ def _predict(
     chunk_rows: int,
 ) -> list[str]:
     """Pass 2: predict chunk by chunk into ``writer``; return the output columns."""
-    import pandas as pd
-
     predictor = _Predictor(model)
     chunks = [checked.only_chunk] if checked.only_chunk is not None else table.chunks(chunk_rows)
     offset = 0
     columns: list[str] = []
     for index, raw in enumerate(chunks, start=1):
         features = model_features(raw, model, table.display, offset)
-        predicted = predictor(features)
-        keep = _passthrough(list(raw.columns), model)
-        parts: dict[str, Any] = {INFERENCE_ID_COLUMN: inference_ids(run_id, offset, len(raw))}
-        parts.update({out: raw[col].to_numpy() for col, out in keep.items()})
-        parts.update(predicted)
-        frame = pd.DataFrame(parts)
+        frame = _compose(model, run_id, raw, offset, predictor(features))
         writer.write(frame)
         columns = list(frame.columns)
         offset += len(raw)
         _progress("predict", offset, checked.rows, f"predicted chunk {index} ({offset} rows)")
     return columns
+
+
+def _compose(
+    model: BatchModel, run_id: str, raw: pd.DataFrame, offset: int, predicted: dict[str, Any]
+) -> pd.DataFrame:
+    """The output rows of one input chunk: inference ids, id columns, predictions."""
+    import pandas as pd
+
+    keep = _passthrough(list(raw.columns), model)
+    parts: dict[str, Any] = {INFERENCE_ID_COLUMN: inference_ids(run_id, offset, len(raw))}
+    parts.update({out: raw[col].to_numpy() for col, out in keep.items()})
+    parts.update(predicted)
+    return pd.DataFrame(parts)
 
 
 def _progress(phase: str, done: int, total: int | None, message: str) -> None:
@@ -280,6 +295,7 @@ def run_batch(
     )
     _log_params(client, run_id, settings, spec, model, input_uri, output_uri)
     outcome, checked, columns, error = "error", None, [], ""
+    transform: TransformRun | None = None
     try:
         with ExitStack() as stack:
             table = open_input(settings, input_uri, stack)
@@ -290,7 +306,15 @@ def run_batch(
                 raise failure
             writer = TableWriter(settings, output_uri)
             try:
-                columns = _predict(settings, spec, table, checked, writer, run_id, chunk_rows)
+                if use_transform(settings, table):
+                    columns, transform = predict_by_transform(
+                        settings, spec, table, checked, writer, chunk_rows,
+                        partial(_compose, spec, run_id),
+                        on_log=lambda line: logger.info("transform job: %s", line),
+                    )  # fmt: skip
+                    _log_transform(client, run_id, transform)
+                else:
+                    columns = _predict(settings, spec, table, checked, writer, run_id, chunk_rows)
                 writer.commit()
             except BaseException:
                 writer.discard()
@@ -325,6 +349,10 @@ def run_batch(
         drifted_features=drift.drifted_columns if drift is not None else [],
         drift_sample_rows=checked.drift_sample_rows,
         output_columns=columns,
+        runner="transform" if transform is not None else "local",
+        transform_job=transform.job_name if transform is not None else None,
+        transform_job_arn=transform.job_arn if transform is not None else None,
+        capture_uri=transform.capture_uri if transform is not None else None,
         run_id=run_id,
         experiment=experiment,
         duration_s=time.monotonic() - started,
@@ -350,12 +378,26 @@ def _log_params(
         "input": input_uri,
         "output": output_uri,
         "chunk_rows": settings.batch.chunk_rows,
+        "batch_runner": settings.batch.runner,
         "check_drift": settings.batch.check_drift,
         "max_outlier_share": settings.batch.max_outlier_share,
         "outlier_margin": settings.batch.outlier_margin,
         "drift_share_threshold": settings.monitoring.drift_share,
     }
     client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+
+
+def _log_transform(client: MlflowClient, run_id: str, transform: TransformRun) -> None:
+    from mlflow.entities import Param
+
+    params = {
+        "runner": "transform",
+        "transform_job": transform.job_name,
+        "transform_backend": transform.backend,
+        **({"transform_job_arn": transform.job_arn} if transform.job_arn else {}),
+        **({"transform_capture": transform.capture_uri} if transform.capture_uri else {}),
+    }
+    client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
 
 
 def _log_outcome(

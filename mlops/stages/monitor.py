@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from mlops.backends import get_telemetry
 from mlops.stages._monitor_log import log_version_run
 from mlops.stages._monitor_sources import (
     require_model,
@@ -173,6 +174,10 @@ def monitor(
         versions=reports,
         unmapped_variants=sources.unmapped,
     )
+    shares = [v.drift_share for v in reports if v.drift_share is not None]
+    telemetry = get_telemetry(settings)
+    if telemetry is not None and shares:  # CloudWatch's mlops/DriftShare (SageMaker)
+        telemetry.publish_drift(model_name, endpoint, max(shares))
     stage_done("monitor", result.summary() or "no version to monitor")
     return result
 

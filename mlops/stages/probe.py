@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from mlops.backends import get_telemetry
 from mlops.errors import EndpointError, MlopsError
 from mlops.notify import Notifier, get_notifier
 from mlops.stages.deploy import endpoint_name, reference_rows
@@ -145,4 +146,7 @@ def probe_endpoint(
         (notifier or get_notifier(settings)).notify(subject, body)
     else:
         logger.info("probe %s: %d/%d succeeded", endpoint, successes, requests)
+    telemetry = get_telemetry(settings)
+    if telemetry is not None:  # CloudWatch's mlops/ProbeSuccessRate and its alarm (SageMaker)
+        telemetry.publish_probe(model_name, endpoint, rate)
     return result

@@ -74,6 +74,7 @@ def register(
             Tags.DATA_DIGEST: prepared.digest,
             Tags.BASELINE_URI: baseline.uri,
             Tags.TRAINING_JOB: trained.job_name,
+            **({Tags.TRAINING_JOB_ARN: trained.job_arn} if trained.job_arn else {}),
             **code_tags(),
         },
         description="\n".join(lines),

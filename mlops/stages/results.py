@@ -61,6 +61,7 @@ class TrainedModel(BaseModel):
     model_uri: str = Field(description="MLflow URI of the logged model (models:/<model_id>)")
     model_id: str | None = None
     job_name: str
+    job_arn: str | None = Field(None, description="the training job's ARN (SageMaker)")
     best_iteration: int
     rounds: int
     hyperparameters: dict[str, Any]

@@ -278,6 +278,7 @@ def train(
         model_uri=logged.model_uri,
         model_id=model_id,
         job_name=job_name,
+        job_arn=result.job_arn,
         best_iteration=metadata["best_iteration"],
         rounds=metadata["rounds"],
         hyperparameters=params,

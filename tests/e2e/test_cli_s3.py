@@ -12,7 +12,7 @@ from mlops.data import make_batch
 from tests.conftest import AWS_TEST_CREDENTIALS as CREDS
 from tests.e2e.test_cli import PROJECT_FILE, _registered, run_cli
 
-pytestmark = [pytest.mark.slow, pytest.mark.aws]
+pytestmark = [pytest.mark.slow, pytest.mark.moto]
 
 
 def test_train_on_a_parquet_table_in_s3(

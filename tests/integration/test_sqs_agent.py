@@ -26,7 +26,7 @@ from mlops.capture import CaptureConfig, CaptureWriter, read_capture, read_captu
 from tests.conftest import AWS_TEST_CREDENTIALS as CREDS
 from tests.conftest import BIN
 
-pytestmark = [pytest.mark.slow, pytest.mark.aws]
+pytestmark = [pytest.mark.slow, pytest.mark.moto]
 
 
 @pytest.fixture(autouse=True)

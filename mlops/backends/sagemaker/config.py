@@ -17,7 +17,13 @@ from mlops.errors import ConfigError
 if TYPE_CHECKING:
     from mlops.settings import SageMakerSettings, Settings
 
-__all__ = ["BUILTIN_XGBOOST", "PROJECT_IMAGE", "SageMakerConfig", "builtin_xgboost_image"]
+__all__ = [
+    "BUILTIN_XGBOOST",
+    "PROJECT_IMAGE",
+    "SageMakerConfig",
+    "builtin_xgboost_image",
+    "require_region",
+]
 
 BUILTIN_XGBOOST = "builtin-xgboost"
 PROJECT_IMAGE = "project"
@@ -50,6 +56,17 @@ def builtin_xgboost_image(region: str, version: str) -> str:
             f"the built-in XGBoost image has no version {version!r} in {region} ({exc}); "
             "set sagemaker.framework_version to one it lists, e.g. 1.7-1"
         ) from None
+
+
+def require_region(settings: Settings, what: str) -> str:
+    """The AWS region in force, or one :class:`ConfigError` saying how to set it."""
+    region = settings.effective_aws_region
+    if not region:
+        raise ConfigError(
+            f"{what} needs the AWS region of the SageMaker resources; set MLOPS_AWS__REGION, "
+            "AWS_REGION or [aws] region in mlops.toml. Nothing was changed."
+        )
+    return region
 
 
 def check_job_name(name: str, kind: str) -> str:

@@ -1,26 +1,13 @@
 """The SageMaker backend against moto's SageMaker and S3 in server mode on loopback.
 
-moto accepts ``CreateTrainingJob`` and reports the job ``Completed`` at once without running
-anything. The harness below plays the part SageMaker and the training container would: it
-is a botocore ``after-call`` hook on the backend's own ``boto3.Session`` (the request went
-to moto, through botocore's validation, unchanged), and it knows only what SageMaker knows
-— the job as ``DescribeTrainingJob`` returns it and the S3 objects it names. It builds an
-``/opt/ml``-shaped tree in a temporary folder (``input/config/*.json`` from the request,
-``input/data/<channel>/`` downloaded from each channel's S3 URI), runs the project's
-training program (``python -m mlops.training.entry``, what ``deployments/bin/train`` runs)
-with only ``SM_INPUT_DIR`` pointing at that tree (no ``/opt/ml`` can be written here), and
-then does what SageMaker does when the container exits: ``model/`` packed as
-``<S3OutputPath>/<job>/output/model.tar.gz`` and ``output/data/`` as ``output.tar.gz`` on
-success; on failure, the job marked ``Failed`` in moto with ``output/failure``'s text as
-``FailureReason``. The backend then polls, downloads and unpacks as it would on AWS.
+moto accepts ``Create*Job`` and reports the job ``Completed`` at once without running
+anything; the harness of :mod:`tests.sagemaker_harness` plays SageMaker's part (runs the
+job's program on its S3 inputs and leaves its outputs where SageMaker would).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,12 +26,9 @@ from mlops.stages.train import load_xgboost_model, resolve_hyperparameters
 from mlops.training import CURVES_FILE, METADATA_FILE, MODEL_FILE
 from mlops.types import Task
 from tests.conftest import AWS_TEST_CREDENTIALS, make_settings
+from tests.sagemaker_harness import ACCOUNT, IMAGE, REGION, ROLE, TrainingContainer, moto_job
 
-pytestmark = pytest.mark.aws
-
-ROLE = "arn:aws:iam::123456789012:role/mlops-jobs"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops:1.0"
-ACCOUNT, REGION = "123456789012", "us-east-1"
+pytestmark = pytest.mark.moto
 
 
 @pytest.fixture
@@ -62,74 +46,6 @@ def _settings(root: Path, endpoint: str, bucket: str, **sagemaker: Any) -> Setti
         aws={"region": REGION, "endpoint_url": endpoint},
         sagemaker=values,
     )
-
-
-def _moto_job(kind: str, name: str) -> Any:
-    """The job object in moto's in-process state (the server runs in this process)."""
-    from moto.sagemaker.models import sagemaker_backends
-
-    return getattr(sagemaker_backends[ACCOUNT][REGION], f"{kind}_jobs")[name]
-
-
-class TrainingContainer:
-    """Plays SageMaker's part for each CreateTrainingJob the backend sends (see the module)."""
-
-    def __init__(self, endpoint: str, workdir: Path) -> None:
-        self.s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
-        self.sm = boto3.client("sagemaker", endpoint_url=endpoint, region_name=REGION)
-        self.workdir = workdir
-        self.requests: list[dict[str, Any]] = []
-
-    def __call__(self, params: dict[str, Any], **_: Any) -> None:
-        self.requests.append(params)
-
-    def after_create(self, parsed: dict[str, Any], **_: Any) -> None:
-        name = parsed["TrainingJobArn"].rsplit("/", 1)[-1]
-        job = self.sm.describe_training_job(TrainingJobName=name)
-        opt_ml = self.workdir / name / "opt" / "ml"
-        config = opt_ml / "input" / "config"
-        config.mkdir(parents=True)
-        (config / "hyperparameters.json").write_text(json.dumps(job["HyperParameters"]))
-        (config / "inputdataconfig.json").write_text(
-            json.dumps(
-                {c["ChannelName"]: {"TrainingInputMode": "File"} for c in job["InputDataConfig"]}
-            )
-        )
-        (config / "resourceconfig.json").write_text(
-            json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]})
-        )
-        for channel in job["InputDataConfig"]:
-            uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
-            bucket, _, prefix = uri[5:].partition("/")
-            listing = self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
-            for item in listing.get("Contents", []):
-                target = opt_ml / "input/data" / channel["ChannelName"] / item["Key"][len(prefix) :]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self.s3.download_file(bucket, item["Key"], str(target))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
-        env["SM_INPUT_DIR"] = str(opt_ml / "input")  # the only stand-in for /opt/ml
-        proc = subprocess.run(
-            [sys.executable, "-m", "mlops.training.entry"],
-            env=env,
-            cwd=opt_ml,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if proc.returncode != 0:
-            moto_job = _moto_job("training", name)
-            moto_job.training_job_status = moto_job.secondary_status = "Failed"
-            moto_job.failure_reason = (opt_ml / "output/failure").read_text()
-            return
-        artifact = job["ModelArtifacts"]["S3ModelArtifacts"]
-        bucket, _, key = artifact[5:].partition("/")
-        outputs = {"model": key, "output/data": key.replace("model.tar.gz", "output.tar.gz")}
-        for folder, archive in outputs.items():
-            packed = self.workdir / name / Path(archive).name
-            with tarfile.open(packed, "w:gz") as tar:
-                for path in sorted((opt_ml / folder).iterdir()):
-                    tar.add(path, arcname=path.name)
-            self.s3.upload_file(str(packed), bucket, archive)
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +176,7 @@ def test_processing_job_request_and_failure_reason(aws: str, bucket: str, tmp_pa
     )
 
     def fail(**_: Any) -> None:  # SageMaker's verdict on a program that exited 1
-        job = _moto_job("processing", "monitor-bad")
+        job = moto_job("processing", "monitor-bad")
         job.processing_job_status = "Failed"
         job.failure_reason = "AlgorithmError: window holds no rows"
 

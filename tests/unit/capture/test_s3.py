@@ -32,7 +32,7 @@ from mlops.errors import DataError
 from tests.conftest import AWS_TEST_CREDENTIALS as CREDS
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.aws
+pytestmark = pytest.mark.moto
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 

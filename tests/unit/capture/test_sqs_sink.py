@@ -19,7 +19,7 @@ from mlops.capture.sqs import SqsSpoolSink
 from mlops.errors import ConfigError
 from tests.conftest import AWS_TEST_CREDENTIALS as CREDS
 
-pytestmark = pytest.mark.aws
+pytestmark = pytest.mark.moto
 
 REL = "taxi-prod/blue/2026/11/30/07/00-00-000-{}.jsonl"
 

@@ -232,7 +232,7 @@ def _put(client, bucket: str, key: str, path: Path) -> None:
     client.upload_file(str(path), bucket, key)
 
 
-@pytest.mark.aws
+@pytest.mark.moto
 def test_s3_csv_and_parquet(s3, tmp_path, table):
     client, bucket, aws = s3
     table.to_csv(tmp_path / "t.csv", index=False)
@@ -244,7 +244,7 @@ def test_s3_csv_and_parquet(s3, tmp_path, table):
         pd.testing.assert_frame_equal(read_table(f"s3://{bucket}/in/{name}", aws=aws), table)
 
 
-@pytest.mark.aws
+@pytest.mark.moto
 def test_s3_prefix_of_parquet(s3, tmp_path, table):
     client, bucket, aws = s3
     write_parquet(table.iloc[:3], tmp_path / "p0.parquet")
@@ -255,7 +255,7 @@ def test_s3_prefix_of_parquet(s3, tmp_path, table):
         pd.testing.assert_frame_equal(read_table(uri, aws=aws), table)
 
 
-@pytest.mark.aws
+@pytest.mark.moto
 def test_s3_missing_key_and_bucket(s3):
     _, bucket, aws = s3
     with pytest.raises(DatasetNotFoundError, match=rf"s3://{bucket}/nope\.csv does not exist"):
@@ -264,7 +264,7 @@ def test_s3_missing_key_and_bucket(s3):
         read_table("s3://no-such-bucket-x/t.parquet", aws=aws)
 
 
-@pytest.mark.aws
+@pytest.mark.moto
 def test_s3_bad_inputs(s3, tmp_path):
     client, bucket, aws = s3
     (tmp_path / "t.json").write_text("{}")

@@ -304,7 +304,7 @@ def test_unknown_model_and_alias_list_what_exists(
 # ------------------------------------------------------------------------------ S3
 
 
-@pytest.mark.aws
+@pytest.mark.moto
 def test_s3_input_and_output(
     taxi: tuple[Settings, str, list[str]],
     tmp_path: Path,
