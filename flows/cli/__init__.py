@@ -473,7 +473,9 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the code of a `typer.Exit(code)` instead of
+        # exiting with it: pass it on, or every such exit would read as success.
+        code = app(standalone_mode=False)
     except MlopsError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
@@ -497,6 +499,8 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(1)
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        sys.exit(code)
 
 
 def _is_usage_error(exc: Exception) -> bool:

@@ -39,7 +39,7 @@ from tests.conftest import AWS_TEST_CREDENTIALS, make_settings
 from tests.integration.backends.sagemaker_fleet import REGION, Guardrails, fail_endpoint
 from tests.unit.backends._models import FEATURES, frame
 
-pytestmark = pytest.mark.aws
+pytestmark = pytest.mark.moto
 
 ROLE = "arn:aws:iam::123456789012:role/mlops-endpoints"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops:1.0"
