@@ -176,3 +176,81 @@ def test_lineage_from_the_version_to_its_runs_and_back(
     back = run_lineage(dev, found.training_run.run_id)
     assert back.relation == "trained"
     assert [(v.name, v.version) for v in back.versions] == [(MODEL, version)]
+
+
+def _delete_endpoints(settings: Settings) -> None:
+    from mlops.backends.local.gateway.manager import delete_endpoint, list_endpoints
+
+    for state in list_endpoints(settings):
+        delete_endpoint(settings, state.name)
+
+
+def test_the_deployment_pipeline_in_prod_reads_training_through_the_shared_stores(
+    stores: tuple[Settings, Settings, str],
+) -> None:
+    """Prod's tracking store does not hold the training run: the endpoint evaluation reads
+    the version's test split and metrics by the absolute artifact URI the central registry
+    gives, and the whole declared pipeline ships the version there."""
+    from mlops.pipelines import DEPLOYMENT
+    from mlops.pipelines.spec import run_pipeline
+    from mlops.rollout import RolloutResult
+    from mlops.stages.deploy import EndpointEvaluation
+
+    dev, prod, version = stores
+    approve(connect(dev), MODEL, version, comment="ship it", approver="alice")
+    promote(connect(prod), MODEL, version, to="prod", by="bob")
+    mv = connect(prod).get_model_version(MODEL, version)
+    artifacts = mv.tags[Tags.TRAINING_ARTIFACTS]
+    assert artifacts.startswith(Path(dev.artifact_location or "").resolve().as_uri())
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException):  # not in prod's tracking store
+        connect(prod).get_run(mv.run_id)
+    try:
+        run_id, done = run_pipeline(
+            DEPLOYMENT, prod, model_name=MODEL, params={"version": version}
+        )
+        evaluation = done["evaluate_endpoint"]
+        assert isinstance(evaluation, EndpointEvaluation)
+        assert evaluation.passed and evaluation.rows > 0
+        assert evaluation.training_metrics["rmse"] > 0  # from the run's artifacts
+        rollout = done["rollout_prod"]
+        assert isinstance(rollout, RolloutResult) and rollout.completed
+        assert rollout.endpoint == endpoint_name(prod, MODEL, "prod")
+        client = connect(prod)
+        run = client.get_run(run_id)  # the pipeline's run, in prod's store
+        assert run.info.status == "FINISHED"
+        assert run.data.tags[Tags.MODEL_VERSION] == version
+        assert str(client.get_model_version_by_alias(MODEL, "champion").version) == version
+        records = client.get_run(evaluation.run_id).data.tags
+        assert records["mlops.deployment_pipeline.run_id"] == run_id
+    finally:
+        _delete_endpoints(prod)
+
+
+def test_the_declared_approval_step_refuses_a_version_not_approved_in_the_registry(
+    stores: tuple[Settings, Settings, str],
+) -> None:
+    from mlops.pipelines import DEPLOYMENT
+    from mlops.pipelines.spec import run_step
+
+    dev, _, version = stores
+    reject(connect(dev), MODEL, version, approver="erin")
+    try:
+        run_id, _ = run_step(
+            DEPLOYMENT, "deploy_dev", dev, model_name=MODEL, params={"version": version}
+        )
+        run_step(DEPLOYMENT, "evaluate_endpoint", dev, model_name=MODEL, run_id=run_id)
+        with pytest.raises(ApprovalError) as refused:
+            run_step(DEPLOYMENT, "approval", dev, model_name=MODEL, run_id=run_id)
+        assert str(refused.value) == (
+            f"version {version} of {MODEL} is not approved (mlops.approval=rejected in the "
+            f"model registry); approve it with `mlops approve {MODEL} {version}` and run again"
+        )
+        assert connect(dev).get_run(run_id).info.status == "FAILED"
+        with pytest.raises(EndpointNotFoundError):  # nothing reached prod
+            from mlops.backends.local.gateway.manager import describe_endpoint
+
+            describe_endpoint(dev, endpoint_name(dev, MODEL, "prod"))
+    finally:
+        _delete_endpoints(dev)
