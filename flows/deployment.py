@@ -1,7 +1,10 @@
-"""The ``deployment-pipeline`` flow: dev endpoint → evaluate → approval pause → prod rollout.
+"""The ``deployment-pipeline`` flow, built from the declaration
+:data:`mlops.pipelines.DEPLOYMENT`: dev endpoint → evaluate → approval → prod rollout.
 
-The approval is a Prefect pause with a typed input form (the Prefect UI shows it on the
-paused run); ``mlops approve|reject`` answers the same pause from a shell.
+Every declared step is a Prefect task but ``approval``: the flow replaces the registry check
+with a Prefect pause with a typed input form (the Prefect UI shows it on the paused run);
+``mlops approve|reject`` answers the same pause from a shell. The steps' results go to the
+pipeline's MLflow run in ``<model>/deployments``, as in every other runtime.
 """
 
 from __future__ import annotations
