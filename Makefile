@@ -78,13 +78,29 @@ endif
 endif
 WITH_PREFECT_API = $(WITH_PREFECT_HOME) PREFECT_API_URL=$(PREFECT_API_URL)
 
+# Environments: `make deploy ENV=prod` puts the deployments on prod's work pool (`work_pool`
+# in the [env.prod] profile of mlops.toml; WORK_POOL=... names another) and `make worker
+# ENV=prod` runs a worker on it with MLOPS_ENV=prod, so its flow runs use prod's settings.
+# Without ENV: the project's own work_pool (default mlops-local).
+ENV ?=
+ENV_VARS = $(if $(ENV),MLOPS_ENV=$(ENV) )
+# read once, when a recipe first needs it (a profile error is printed by mlops)
+ifeq ($(origin WORK_POOL),undefined)
+WORK_POOL = $(eval WORK_POOL := $(shell $(ENV_VARS)$(BIN)/mlops config show --json | \
+  $(BIN)/python -c 'import json, sys; t = sys.stdin.read(); print(t and json.loads(t)["work_pool"])'))$(WORK_POOL)
+endif
+CHECK_POOL = @test -n "$(WORK_POOL)" || { echo "no work pool for ENV=$(ENV): see the error \
+  above, or name one with WORK_POOL=..." >&2; exit 2; }
+
 deploy: $(STAMP)
-	$(WITH_PREFECT_API) $(BIN)/prefect work-pool inspect mlops-local >/dev/null 2>&1 || \
-	  $(WITH_PREFECT_API) $(BIN)/prefect work-pool create mlops-local --type process
-	$(WITH_PREFECT_API) $(BIN)/prefect --no-prompt deploy --all
+	$(CHECK_POOL)
+	$(WITH_PREFECT_API) $(BIN)/prefect work-pool inspect $(WORK_POOL) >/dev/null 2>&1 || \
+	  $(WITH_PREFECT_API) $(BIN)/prefect work-pool create $(WORK_POOL) --type process
+	$(WITH_PREFECT_API) MLOPS_WORK_POOL=$(WORK_POOL) $(BIN)/prefect --no-prompt deploy --all
 
 worker: $(STAMP)
-	$(WITH_PREFECT_API) $(BIN)/prefect worker start --pool mlops-local
+	$(CHECK_POOL)
+	$(WITH_PREFECT_API) $(ENV_VARS)$(BIN)/prefect worker start --pool $(WORK_POOL)
 
 # Regenerate the pinned set after changing dependencies in pyproject.toml.
 lock:

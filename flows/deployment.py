@@ -1,7 +1,10 @@
-"""The ``deployment-pipeline`` flow: dev endpoint → evaluate → approval pause → prod rollout.
+"""The ``deployment-pipeline`` flow, built from the declaration
+:data:`mlops.pipelines.DEPLOYMENT`: dev endpoint → evaluate → approval → prod rollout.
 
-The approval is a Prefect pause with a typed input form (the Prefect UI shows it on the
-paused run); ``mlops approve|reject`` answers the same pause from a shell.
+Every declared step is a Prefect task but ``approval``: the flow replaces the registry check
+with a Prefect pause with a typed input form (the Prefect UI shows it on the paused run);
+``mlops approve|reject`` answers the same pause from a shell. The steps' results go to the
+pipeline's MLflow run in ``<model>/deployments``, as in every other runtime.
 """
 
 from __future__ import annotations
@@ -9,8 +12,7 @@ from __future__ import annotations
 import getpass
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
@@ -21,15 +23,24 @@ from flows.events import emit_model_event
 from flows.hooks import flow_settings, forward_mlops_logs, notify_failure
 from flows.notify import send_notification
 from flows.run_names import deployment_run_name
+from flows.steps import step_tasks
 from flows.summaries import DeploymentReport
 from mlops import registry
-from mlops.errors import MlopsError, ModelNotFoundError, RolloutError
-from mlops.policy import BlueGreenPolicy
+from mlops.errors import MlopsError, RolloutError
+from mlops.pipelines import DEPLOYMENT, Step, StepContext
+from mlops.pipelines.deployment import (
+    ApprovalResult,
+    close_deployment_run,
+    policy_of,
+    record_approval,
+    resolve_version,
+)
+from mlops.pipelines.spec import run_pipeline
 from mlops.rollout import RolloutResult
 from mlops.settings import Settings
-from mlops.stages import deploy
+from mlops.stages import load_result
 from mlops.stages.deploy import EndpointEvaluation
-from mlops.tracking import ALIAS_CHALLENGER, Events, Tags, connect, deployments_experiment
+from mlops.tracking import Events, Tags, connect, deployments_experiment
 
 __all__ = [
     "APPROVAL_FLOW_RUN_TAG",
@@ -39,7 +50,6 @@ __all__ = [
 
 APPROVAL_FLOW_RUN_TAG = "mlops.approval_flow_run_id"
 DEMO_APPROVER = "mlops demo (auto-approved)"
-_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
 class ApprovalInput(RunInput):
@@ -52,36 +62,13 @@ class ApprovalInput(RunInput):
     comment: str = Field("", description="why (recorded in mlops.approval_comment)")
 
 
-@task(name="deploy-dev", task_run_name="deploy-dev {model_name} v{version}", **_TASK_OPTIONS)
-def deploy_dev_task(
-    settings: Settings, model_name: str, version: str, tags: dict[str, str]
-) -> RolloutResult:
-    """Put the version on the dev endpoint."""
-    return deploy.deploy_dev(settings, model_name, version, tags=tags)
+#: One task per step of the deployment pipeline's declaration (mlops.pipelines.DEPLOYMENT);
+#: the flow runs its ``approval`` step itself, as a pause for the approvers' answer.
+STEP_TASKS, _as_task = step_tasks(DEPLOYMENT)
 
 
-@task(
-    name="evaluate-endpoint",
-    task_run_name="evaluate-endpoint {model_name} v{version}",
-    **_TASK_OPTIONS,
-)
-def evaluate_endpoint_task(
-    settings: Settings, model_name: str, version: str, tags: dict[str, str]
-) -> EndpointEvaluation:
-    """Score the test split through the dev endpoint; it must match training's metrics."""
-    return deploy.evaluate_on_endpoint(settings, model_name, version, tags=tags)
-
-
-@task(name="rollout-prod", task_run_name="rollout-prod {model_name} v{version}", **_TASK_OPTIONS)
-def rollout_prod_task(
-    settings: Settings,
-    model_name: str,
-    version: str,
-    policy: BlueGreenPolicy,
-    tags: dict[str, str],
-) -> RolloutResult:
-    """Blue/green rollout of the approved version on the prod endpoint."""
-    return deploy.deploy_prod(settings, model_name, version, policy=policy, tags=tags)
+class _Rejected(Exception):
+    """The approvers rejected the version: the pipeline stops, nothing is rolled out."""
 
 
 def _approval_form(
@@ -159,27 +146,19 @@ def deployment_pipeline(
         The prod rollout record, or ``None`` when the version was rejected.
     """
     settings = flow_settings(settings)
-    client = connect(settings)
-    if version is None:
-        challenger = registry.get_alias_version(client, model_name, ALIAS_CHALLENGER)
-        if challenger is None:
-            raise ModelNotFoundError(
-                f"{model_name} has no {ALIAS_CHALLENGER!r} version to deploy; train one "
-                f"(mlops train --model-name {model_name}) or pass version="
-            )
-        version = str(challenger.version)
-    version = str(registry.get_version(client, model_name, version).version)
-    policy = settings.rollout.policy(
-        traffic_routing=traffic_routing,
-        canary_size=canary_size,
-        linear_step=linear_step,
-        wait_interval_s=wait_interval_s,
-        termination_wait_s=termination_wait_s,
-    )
-    tags = {Tags.PREFECT_FLOW_RUN_ID: str(flow_run.id)}
+    version = resolve_version(settings, model_name, version)
+    params = {
+        "version": version,
+        "traffic_routing": traffic_routing,
+        "canary_size": canary_size,
+        "linear_step": linear_step,
+        "wait_interval_s": wait_interval_s,
+        "termination_wait_s": termination_wait_s,
+    }
+    policy = policy_of(settings, params)
     report = DeploymentReport(model_name=model_name, version=version, policy=policy)
     try:
-        return _deploy(settings, client, report, auto_approve, approval_timeout_s, tags)
+        return _deploy(settings, report, params, auto_approve, approval_timeout_s)
     except MlopsError as exc:
         if not isinstance(exc, RolloutError) or report.prod is None:
             report.error = str(exc)
@@ -206,68 +185,64 @@ def _publish_report(settings: Settings, report: DeploymentReport) -> None:
 
 def _deploy(
     settings: Settings,
-    client: Any,
     report: DeploymentReport,
+    params: dict[str, Any],
     auto_approve: bool,
     approval_timeout_s: int,
-    tags: dict[str, str],
 ) -> RolloutResult | None:
-    """The pipeline's steps; ``report`` is filled in as they finish."""
+    """The declared steps, each a task but ``approval`` (the pause); ``report`` is filled in
+    as they finish."""
+    pipeline_run: list[str] = []
+
+    def call(step: Step, context: StepContext, inputs: dict[str, Any]) -> Any:
+        if not pipeline_run:
+            pipeline_run.append(context.run_id)
+        if step.name == "approval":
+            return _approval(settings, report, context.run_id, auto_approve, approval_timeout_s)
+        try:
+            result = _as_task(step, context, inputs)
+        except RolloutError:
+            if step.name == "rollout_prod":  # rolled back: its record is in the run
+                _rolled_back(settings, context.run_id, report)
+            raise
+        if step.name == "deploy_dev":
+            report.dev = result
+        elif step.name == "evaluate_endpoint":
+            report.evaluation = result
+        elif step.name == "rollout_prod":
+            report.prod = result
+        return result
+
+    tags = {Tags.PREFECT_FLOW_RUN_ID: str(flow_run.id)}
+    try:
+        with forward_mlops_logs():
+            _, done = run_pipeline(
+                DEPLOYMENT, settings, model_name=report.model_name, params=params, tags=tags,
+                call=call,
+            )  # fmt: skip
+    except _Rejected:
+        close_deployment_run(settings, pipeline_run[0], False)  # decided, not failed
+        return None
+    result = done["rollout_prod"]
+    assert isinstance(result, RolloutResult)
+    emit_model_event(Events.ROLLOUT_COMPLETED, report.model_name, _payload(result))
     logger = get_run_logger()
-    model_name, version, policy = report.model_name, report.version, report.policy
-    with forward_mlops_logs():
-        report.dev = deploy_dev_task(settings, model_name, version, tags)
-        evaluation = report.evaluation = evaluate_endpoint_task(settings, model_name, version, tags)
-        if auto_approve:
-            answer = ApprovalInput(
-                decision="approve",
-                approver=DEMO_APPROVER,
-                comment="demo mode approves automatically",
-            )
-            logger.warning("demo mode: %s v%s approved automatically", model_name, version)
-        else:
-            logger.info(
-                "waiting for approval of %s v%s: answer the form on this flow run in the Prefect "
-                "UI, or run `mlops approve %s %s` / `mlops reject %s %s`",
-                model_name,
-                version,
-                model_name,
-                version,
-                model_name,
-                version,
-            )
-            # `mlops approve|reject` finds the pause to answer through this tag
-            client.set_model_version_tag(
-                model_name, version, APPROVAL_FLOW_RUN_TAG, str(flow_run.id)
-            )
-            _request_approval(settings, model_name, version, evaluation)
-            answer = pause_flow_run(
-                wait_for_input=_approval_form(model_name, version, evaluation),
-                timeout=approval_timeout_s,
-                poll_interval=2,
-            )
-            client.delete_model_version_tag(model_name, version, APPROVAL_FLOW_RUN_TAG)
-        report.decision, report.approver = answer.decision, answer.approver
-        report.comment = answer.comment
-        if answer.decision == "reject":
-            registry.reject(
-                client, model_name, version, comment=answer.comment, approver=answer.approver
-            )
-            logger.info(
-                "%s v%s rejected by %s; champion unchanged", model_name, version, answer.approver
-            )
-            return None
-        registry.approve(
-            client, model_name, version, comment=answer.comment, approver=answer.approver
-        )
-        emit_model_event(
-            Events.MODEL_APPROVED,
-            model_name,
-            {"version": version, "approver": answer.approver, "comment": answer.comment},
-        )
-        result = report.prod = rollout_prod_task(settings, model_name, version, policy, tags)
-    payload = {
-        "version": version,
+    logger.info(
+        "%s; champion is now v%s (record: %s)", result.summary(), report.version, _where(result)
+    )
+    return result
+
+
+def _where(result: RolloutResult) -> str:
+    return (
+        f"MLflow experiment {deployments_experiment(result.model_name)!r}, "
+        f"run {result.record_run_id}"
+    )
+
+
+def _payload(result: RolloutResult) -> dict[str, Any]:
+    return {
+        "version": result.green_version,
         "endpoint": result.endpoint,
         "blue_variant": result.blue_variant,
         "green_variant": result.green_variant,
@@ -275,20 +250,79 @@ def _deploy(
         "alarm": result.alarm,
         "record_run_id": result.record_run_id,
     }
-    where = f"MLflow experiment {deployments_experiment(model_name)!r}, run {result.record_run_id}"
-    if not result.completed:
-        emit_model_event(Events.ROLLOUT_ROLLED_BACK, model_name, payload)
-        send_notification(
-            settings,
-            f"mlops: rollout of {model_name} v{version} to {result.endpoint} rolled back",
-            f"{result.reason}. "
-            + (f"All traffic is back on {result.blue_variant}; " if result.blue_variant else "")
-            + f"the champion is unchanged. Rollout record: {where}.",
+
+
+def _rolled_back(settings: Settings, run_id: str, report: DeploymentReport) -> None:
+    """The prod rollout rolled back: record it in the report, tell the event bus and the
+    approvers (the task fails with :func:`rolled_back_message`)."""
+    result = load_result(connect(settings), run_id, "rollout_prod", RolloutResult)
+    report.prod = result
+    emit_model_event(Events.ROLLOUT_ROLLED_BACK, result.model_name, _payload(result))
+    send_notification(
+        settings,
+        f"mlops: rollout of {result.model_name} v{result.green_version} to {result.endpoint} "
+        "rolled back",
+        f"{result.reason}. "
+        + (f"All traffic is back on {result.blue_variant}; " if result.blue_variant else "")
+        + f"the champion is unchanged. Rollout record: {_where(result)}.",
+    )
+
+
+def _approval(
+    settings: Settings,
+    report: DeploymentReport,
+    run_id: str,
+    auto_approve: bool,
+    approval_timeout_s: int,
+) -> ApprovalResult:
+    """The ``approval`` step as a Prefect pause: the form on the paused run, or ``mlops
+    approve|reject``; the answer goes to the central registry and the pipeline run."""
+    logger = get_run_logger()
+    client = connect(settings)
+    model_name, version, evaluation = report.model_name, report.version, report.evaluation
+    assert evaluation is not None
+    if auto_approve:
+        answer = ApprovalInput(
+            decision="approve",
+            approver=DEMO_APPROVER,
+            comment="demo mode approves automatically",
         )
-        raise RolloutError(
-            f"rollout of {model_name} v{version} to {result.endpoint} rolled back: "
-            f"{result.reason}; champion unchanged (record: {where})"
+        logger.warning("demo mode: %s v%s approved automatically", model_name, version)
+    else:
+        logger.info(
+            "waiting for approval of %s v%s: answer the form on this flow run in the Prefect "
+            "UI, or run `mlops approve %s %s` / `mlops reject %s %s`",
+            model_name,
+            version,
+            model_name,
+            version,
+            model_name,
+            version,
         )
-    emit_model_event(Events.ROLLOUT_COMPLETED, model_name, payload)
-    logger.info("%s; champion is now v%s (record: %s)", result.summary(), version, where)
-    return result
+        # `mlops approve|reject` finds the pause to answer through this tag
+        client.set_model_version_tag(model_name, version, APPROVAL_FLOW_RUN_TAG, str(flow_run.id))
+        _request_approval(settings, model_name, version, evaluation)
+        answer = pause_flow_run(
+            wait_for_input=_approval_form(model_name, version, evaluation),
+            timeout=approval_timeout_s,
+            poll_interval=2,
+        )
+        client.delete_model_version_tag(model_name, version, APPROVAL_FLOW_RUN_TAG)
+    report.decision, report.approver = answer.decision, answer.approver
+    report.comment = answer.comment
+    if answer.decision == "reject":
+        registry.reject(
+            client, model_name, version, comment=answer.comment, approver=answer.approver
+        )
+        record_approval(settings, run_id, model_name, version, require=False)
+        logger.info(
+            "%s v%s rejected by %s; champion unchanged", model_name, version, answer.approver
+        )
+        raise _Rejected
+    registry.approve(client, model_name, version, comment=answer.comment, approver=answer.approver)
+    emit_model_event(
+        Events.MODEL_APPROVED,
+        model_name,
+        {"version": version, "approver": answer.approver, "comment": answer.comment},
+    )
+    return record_approval(settings, run_id, model_name, version)

@@ -22,7 +22,7 @@ export_app = typer.Typer(
 out = Console()
 
 # Pipelines that run as Prefect flows but are not declared as steps (mlops/pipelines) yet.
-_FLOW_ONLY = {"deployment": "deployment-pipeline", "monitoring": "monitoring"}
+_FLOW_ONLY = {"batch": "batch-inference", "retraining": "retraining"}
 
 
 def _pipeline(name: str) -> Pipeline:
@@ -40,7 +40,8 @@ def _pipeline(name: str) -> Pipeline:
 @export_app.command("kfp")
 def kfp(
     pipeline: Annotated[
-        str, typer.Option("--pipeline", "-p", help="declared pipeline: training, ...")
+        str,
+        typer.Option("--pipeline", "-p", help="declared pipeline: training|deployment|monitoring"),
     ] = "training",
     output: Annotated[
         Path | None,

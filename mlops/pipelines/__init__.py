@@ -7,11 +7,13 @@ declarations; see :mod:`mlops.pipelines.spec`.
 from __future__ import annotations
 
 from mlops.errors import ConfigError
+from mlops.pipelines.deployment import DEPLOYMENT
 from mlops.pipelines.monitoring import MONITORING
 from mlops.pipelines.spec import Param, Pipeline, RetryClass, Step, StepContext, run_step
 from mlops.pipelines.training import TRAINING, run_training_pipeline
 
 __all__ = [
+    "DEPLOYMENT",
     "MONITORING",
     "PIPELINES",
     "TRAINING",
@@ -25,7 +27,7 @@ __all__ = [
     "run_training_pipeline",
 ]
 
-PIPELINES: dict[str, Pipeline] = {p.name: p for p in (TRAINING, MONITORING)}
+PIPELINES: dict[str, Pipeline] = {p.name: p for p in (TRAINING, DEPLOYMENT, MONITORING)}
 
 
 def get_pipeline(name: str) -> Pipeline:

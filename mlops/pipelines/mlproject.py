@@ -28,6 +28,9 @@ name: mlops
 #   MLFLOW_TRACKING_URI=sqlite:///.mlops/mlflow.db \\
 #     mlflow run . -e main --env-manager local --experiment-name taxi -P dataset=taxi
 # A step on its own: -e prepare (prints the run id), then -e train -P run_id=<that id>, ...
+# Shipping a version: -e deploy_dev -P version=N (experiment taxi/deployments), then
+# evaluate_endpoint, approval (approved in the registry: `mlops approve taxi N`) and
+# rollout_prod, each with -P run_id=<that id>. A number parameter left 0 is not given.
 python_env: python_env.yaml
 
 entry_points:

@@ -18,9 +18,21 @@ __all__ = ["reference_rows"]
 
 
 def _model_features(model_name: str, version: str) -> list[str]:
-    import mlflow
+    """The version's feature order, from its MLmodel file.
 
-    info = mlflow.models.get_model_info(f"models:/{model_name}/{version}")
+    Read from the version's files by the download URI the registry gives (the shared
+    artifact store), not through ``get_model_info``, which looks the logged model up in this
+    environment's tracking store: prod's does not hold dev's models.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import Model
+
+    # the process-wide URIs, which connect() set to this environment's stores
+    files = MlflowClient().get_model_version_download_uri(model_name, version)
+    info = Model.load(
+        mlflow.artifacts.download_artifacts(artifact_uri=f"{files.rstrip('/')}/MLmodel")
+    )
     features = ((info.metadata or {}).get("mlops") or {}).get("features")
     if features:
         return list(features)

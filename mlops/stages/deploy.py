@@ -7,12 +7,9 @@ evaluation and the prod rollout; ``mlops deploy`` calls them directly.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
-
-from pydantic import BaseModel
 
 from mlops.errors import ApprovalError, EndpointNotFoundError, RolloutError
 from mlops.policy import BlueGreenPolicy
@@ -20,18 +17,14 @@ from mlops.registry import get_alias_version, get_version, require_release
 from mlops.registry.lineage import mark_live, mark_retired
 from mlops.rollout import RolloutResult, RolloutStep, record_rollout, run_rollout
 from mlops.rollout.controller import ResumePoint, variant_name_for
-from mlops.stages._endpoint_rows import _model_features, _to_csv, reference_rows
+from mlops.stages._endpoint_rows import reference_rows
 from mlops.stages._progress import stage_done, stage_started
+from mlops.stages.endpoint_evaluation import EndpointEvaluation, evaluate_on_endpoint
 from mlops.tracking import (
     ALIAS_CHAMPION,
-    Stages,
     Tags,
     connect,
-    deployments_experiment,
-    log_summary_run,
 )
-from mlops.tracking.links import model_version_path, run_path
-from mlops.types import Task
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -439,158 +432,3 @@ def promote_champion(
         mark_retired(
             client, model_name, old, by=by, replaced_by=version, experiment_id=experiment_id
         )
-
-
-class EndpointEvaluation(BaseModel):
-    """Metrics of a version computed from its endpoint's answers on the test split."""
-
-    model_name: str
-    version: str
-    endpoint: str
-    rows: int
-    metrics: dict[str, float]
-    training_metrics: dict[str, float]
-    run_id: str
-    passed: bool
-    reason: str
-
-
-def evaluate_on_endpoint(
-    settings: Settings,
-    model_name: str,
-    version: str,
-    *,
-    endpoint: str | None = None,
-    batch_rows: int = 500,
-    tolerance: float = 0.01,
-    tags: dict[str, str] | None = None,
-) -> EndpointEvaluation:
-    """Send the version's held-out test split through ``endpoint`` and score the answers.
-
-    Like the safe-deployment pipeline's RMSE check: the endpoint's metric must match the
-    training-time test metric within ``tolerance`` (relative), which proves the served
-    artefact, the serving code and the endpoint routing agree with what was evaluated.
-    Metrics are logged to a run of ``<model>/deployments`` (``mlops.stage=endpoint-evaluation``).
-    """
-    import numpy as np
-    import pandas as pd
-
-    from mlops.backends import get_endpoint_backend
-    from mlops.evaluation.metrics import compute_metrics
-
-    client = connect(settings)
-    mv = get_version(client, model_name, version)
-    version = str(mv.version)
-    endpoint = endpoint or endpoint_name(settings, model_name, "dev")
-    training_run = client.get_run(mv.run_id)
-    prepared_uri = training_run.data.tags.get(Tags.PREPARED_URI)
-    if not prepared_uri:
-        raise RolloutError(
-            f"{model_name} v{version}'s training run {mv.run_id} has no {Tags.PREPARED_URI} "
-            "tag, so its test split is unknown; train it with mlops"
-        )
-    from mlops.stages.results import PreparedData
-
-    prepared = PreparedData.load(prepared_uri)
-    test = pd.read_parquet(prepared.split_path("test"))
-    features = _model_features(model_name, version)
-    variant = variant_name_for(version)
-    stage_started("endpoint evaluation", f"{len(test)} test rows through {endpoint}/{variant}")
-    answers: list[float] = []
-    with get_endpoint_backend(settings) as backend:
-        for start in range(0, len(test), batch_rows):
-            chunk = test.iloc[start : start + batch_rows]
-            result = backend.invoke(
-                endpoint,
-                _to_csv(chunk[features]),
-                content_type="text/csv",
-                accept="text/csv",
-                target_variant=variant,
-            )
-            if result.status != 200:
-                raise RolloutError(
-                    f"endpoint {endpoint} answered test rows {start}..{start + len(chunk)} with "
-                    f"HTTP {result.status}: {result.body[:300].decode('utf-8', 'replace')}"
-                )
-            values = result.predictions()
-            if len(values) != len(chunk):
-                raise RolloutError(
-                    f"endpoint {endpoint} answered test rows {start}..{start + len(chunk)} with "
-                    f"{len(values)} predictions for {len(chunk)} rows: "
-                    f"{result.body[:300].decode('utf-8', 'replace')}"
-                )
-            answers += values
-    y_true = test[prepared.target].to_numpy()
-    prediction = np.asarray(answers, dtype=np.float64)
-    task = prepared.task
-    if task is Task.REGRESSION:
-        metrics = compute_metrics(task, y_true, prediction)
-    else:  # endpoints answer labels, like pyfunc: label metrics only
-        from sklearn.metrics import accuracy_score, f1_score
-
-        metrics = {
-            "accuracy": float(accuracy_score(y_true, prediction)),
-            "f1" if task is Task.BINARY else "macro_f1": float(
-                f1_score(y_true, prediction, average="binary" if task is Task.BINARY else "macro")
-            ),
-        }
-    trained = {
-        k.removeprefix("test_"): v
-        for k, v in training_run.data.metrics.items()
-        if k.startswith("test_")
-    }
-    key = "rmse" if task is Task.REGRESSION else "accuracy"
-    expected, got = trained.get(key), metrics[key]
-    if expected is None or not math.isfinite(got):
-        passed, reason = math.isfinite(got), f"{key}={got:.4g} (no training-time {key} to compare)"
-    else:
-        drift = abs(got - expected) / max(abs(expected), 1e-12)
-        passed = drift <= tolerance
-        reason = (
-            f"endpoint {key}={got:.4g} vs training test {key}={expected:.4g} "
-            f"({drift:.2%} apart, tolerance {tolerance:.0%})"
-        )
-    verdict = "passed" if passed else "failed"
-    note = (
-        f"Evaluation of [{model_name} v{version}]({model_version_path(model_name, version)}) "
-        f"through endpoint **{endpoint}** (variant `{variant}`) on the {len(test)} rows of the "
-        f"[training run]({run_path(training_run.info.experiment_id, mv.run_id)})'s test "
-        f"split: **{verdict}**. {reason}."
-    )
-    run_id = log_summary_run(
-        client,
-        settings,
-        experiment=deployments_experiment(model_name),
-        run_name=f"evaluate {model_name} v{version} on {endpoint}",
-        tags={
-            Tags.STAGE: Stages.ENDPOINT_EVALUATION,
-            Tags.MODEL_NAME: model_name,
-            Tags.MODEL_VERSION: version,
-            Tags.ENDPOINT: endpoint,
-            Tags.VARIANT: variant,
-            Tags.ENDPOINT_EVALUATION: verdict,
-            Tags.NOTE: note,
-            **(tags or {}),
-        },
-        metrics={f"endpoint_{k}": v for k, v in metrics.items()},
-        params={"version": version, "endpoint": endpoint, "rows": str(len(test))},
-        failed=not passed,
-    )
-    client.set_model_version_tag(model_name, version, Tags.ENDPOINT_EVALUATION_RUN_ID, run_id)
-    stage_done("endpoint evaluation", reason)
-    evaluation = EndpointEvaluation(
-        model_name=model_name,
-        version=version,
-        endpoint=endpoint,
-        rows=len(test),
-        metrics=metrics,
-        training_metrics=trained,
-        run_id=run_id,
-        passed=passed,
-        reason=reason,
-    )
-    if not passed:
-        raise RolloutError(
-            f"evaluation of {model_name} v{version} through {endpoint} failed: {reason}"
-        )
-    return evaluation

@@ -166,6 +166,9 @@ def evaluate(settings: Settings, prepared: PreparedData, trained: TrainedModel) 
             )
         )
         client.log_artifact(trained.run_id, str(report), "evaluation")
+    # the test split goes with the run, so an environment with another tracking store
+    # evaluates the registered version through its endpoint on the same rows
+    client.log_artifact(trained.run_id, str(prepared.split_path("test")), "evaluation")
 
     result = EvaluationResult(
         metrics=metrics,

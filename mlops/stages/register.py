@@ -51,7 +51,8 @@ def register(
     stage_started("register", trained.model_name)
     client = connect(settings)
     name = trained.model_name
-    experiment_id = client.get_run(trained.run_id).info.experiment_id
+    run = client.get_run(trained.run_id)
+    experiment_id = run.info.experiment_id
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in evaluation.metrics.items())
     lines = [
         f"XGBoost {prepared.task} of **{prepared.target}** on {prepared.source}; test {metrics}.",
@@ -73,6 +74,7 @@ def register(
             Tags.DATA_SOURCE: prepared.source,
             Tags.DATA_DIGEST: prepared.digest,
             Tags.BASELINE_URI: baseline.uri,
+            Tags.TRAINING_ARTIFACTS: run.info.artifact_uri,
             Tags.TRAINING_JOB: trained.job_name,
             **({Tags.TRAINING_JOB_ARN: trained.job_arn} if trained.job_arn else {}),
             **code_tags(),

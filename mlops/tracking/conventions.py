@@ -46,6 +46,8 @@ class Tags:
     GATE_REASON = "mlops.gate_reason"
     FINGERPRINT = "mlops.fingerprint"
     TRAINING_RUN_ID = "mlops.training_run_id"
+    # the training run's artifact root, absolute: what another environment reads it by
+    TRAINING_ARTIFACTS = "mlops.training_artifacts_uri"
     BASELINE_URI = "mlops.baseline_uri"
     APPROVAL = "mlops.approval"
     APPROVED_BY = "mlops.approved_by"

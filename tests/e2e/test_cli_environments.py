@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,15 +55,18 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     return root, str(result.registered.version), result.run_id
 
 
-def _mlops(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _mlops(
+    cwd: Path, *args: str, with_env: dict[str, str] | None = None, timeout: int = 120
+) -> subprocess.CompletedProcess[str]:
+    extra = with_env or {}
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("MLOPS_", "MLFLOW_", "_MLOPS_")) and k != "PREFECT_PROFILE"
     }
-    env.update(COLUMNS="200", NO_COLOR="1", USER="tester")
+    env.update(COLUMNS="200", NO_COLOR="1", USER="tester", **extra)
     return subprocess.run(
-        [str(MLOPS), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        [str(MLOPS), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -116,3 +120,56 @@ def test_promote_and_lineage_across_environments(project: tuple[Path, str, str])
     back = _mlops(root, "--env", "dev", "lineage", "--run", run_id)
     assert back.returncode == 0, back.stderr
     assert f"trained {MODEL} v{version}" in back.stdout
+
+
+def test_deploy_in_prod_ships_a_version_trained_in_dev(
+    project: tuple[Path, str, str], prefect_server: str
+) -> None:
+    """`mlops --env prod deploy`: prod's tracking store does not hold the training run, and
+    the deployment reads what it needs through the central registry and the shared store."""
+    from mlops.backends.local.gateway.manager import delete_endpoint, list_endpoints
+    from mlops.settings import load_settings
+
+    root, version, _ = project
+    approved = _mlops(root, "--env", "dev", "approve", MODEL, version, "--approver", "alice")
+    assert approved.returncode == 0, approved.stderr
+    promoted = _mlops(root, "--env", "prod", "promote", MODEL, version, "--to", "prod")
+    assert promoted.returncode == 0, promoted.stderr
+    os.environ["MLOPS_CONFIG"] = str(root / "mlops.toml")
+    try:
+        prod = load_settings(environment="prod")
+    finally:
+        del os.environ["MLOPS_CONFIG"]
+    try:
+        deployed = _mlops(
+            root, "--env", "prod", "deploy", "-m", MODEL, "--version", version,
+            "--auto-approve", "--bake", "0", "--termination-wait", "0",
+            with_env={"PREFECT_API_URL": prefect_server}, timeout=400,
+        )  # fmt: skip
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        said = " ".join(deployed.stdout.split())
+        assert f"created {MODEL}-prod serving v{version}" in said
+        from mlops.tracking import connect
+
+        client = connect(prod)
+        assert str(client.get_model_version_by_alias(MODEL, "champion").version) == version
+        experiment = client.get_experiment_by_name(f"{MODEL}/deployments")
+        runs = client.search_runs([experiment.experiment_id])  # in prod's own store
+        evaluations = [r for r in runs if r.data.tags.get("mlops.stage") == "endpoint-evaluation"]
+        assert [r.data.tags["mlops.endpoint_evaluation"] for r in evaluations] == ["passed"]
+    finally:
+        for state in list_endpoints(prod):
+            delete_endpoint(prod, state.name)
+        _unapproved(prod, version)
+
+
+def _unapproved(settings: Any, version: str) -> None:
+    """Back to pending and not promoted, as the module's training left it."""
+    from mlops.tracking import Tags, connect
+    from mlops.tracking.conventions import promotion_tags
+
+    client = connect(settings)
+    client.set_model_version_tag(MODEL, version, Tags.APPROVAL, "pending")
+    for key in promotion_tags("prod"):
+        if key in client.get_model_version(MODEL, version).tags:
+            client.delete_model_version_tag(MODEL, version, key)

@@ -31,7 +31,8 @@ def test_deploy_all_then_worker_runs_the_training_deployment(
     prefect_server: str, tmp_path: Path
 ) -> None:
     env = {**os.environ, "PREFECT_API_URL": prefect_server,
-           "MLOPS_WORK_DIR": str(tmp_path / ".mlops")}
+           "MLOPS_WORK_DIR": str(tmp_path / ".mlops"),
+           "MLOPS_WORK_POOL": "mlops-local"}  # prefect.yaml's pool, as `make deploy` sets it
     _prefect("work-pool", "create", "mlops-local", "--type", "process", "--overwrite", env=env)
     _prefect("deploy", "--all", env=env)
 

@@ -8,6 +8,10 @@ reads them from there. Lineage follows the version to its runs in both stores, a
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +25,7 @@ from mlops.stages.deploy import deploy_dev, deploy_prod, endpoint_name
 from mlops.stages.lineage import run_lineage, version_lineage
 from mlops.tracking import Tags, connect
 from mlops.tracking.conventions import promotion_tags
-from tests.conftest import make_settings
+from tests.conftest import REPO, make_settings
 
 pytestmark = pytest.mark.slow
 
@@ -176,3 +180,131 @@ def test_lineage_from_the_version_to_its_runs_and_back(
     back = run_lineage(dev, found.training_run.run_id)
     assert back.relation == "trained"
     assert [(v.name, v.version) for v in back.versions] == [(MODEL, version)]
+
+
+def _delete_endpoints(settings: Settings) -> None:
+    from mlops.backends.local.gateway.manager import delete_endpoint, list_endpoints
+
+    for state in list_endpoints(settings):
+        delete_endpoint(settings, state.name)
+
+
+def test_the_deployment_pipeline_in_prod_reads_training_through_the_shared_stores(
+    stores: tuple[Settings, Settings, str],
+) -> None:
+    """Prod's tracking store does not hold the training run: the endpoint evaluation reads
+    the version's test split and metrics by the absolute artifact URI the central registry
+    gives, and the whole declared pipeline ships the version there."""
+    from mlops.pipelines import DEPLOYMENT
+    from mlops.pipelines.spec import run_pipeline
+    from mlops.rollout import RolloutResult
+    from mlops.stages.deploy import EndpointEvaluation
+
+    dev, prod, version = stores
+    approve(connect(dev), MODEL, version, comment="ship it", approver="alice")
+    promote(connect(prod), MODEL, version, to="prod", by="bob")
+    mv = connect(prod).get_model_version(MODEL, version)
+    artifacts = mv.tags[Tags.TRAINING_ARTIFACTS]
+    assert artifacts.startswith(Path(dev.artifact_location or "").resolve().as_uri())
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException):  # not in prod's tracking store
+        connect(prod).get_run(mv.run_id)
+    try:
+        run_id, done = run_pipeline(
+            DEPLOYMENT, prod, model_name=MODEL, params={"version": version}
+        )
+        evaluation = done["evaluate_endpoint"]
+        assert isinstance(evaluation, EndpointEvaluation)
+        assert evaluation.passed and evaluation.rows > 0
+        assert evaluation.training_metrics["rmse"] > 0  # from the run's artifacts
+        rollout = done["rollout_prod"]
+        assert isinstance(rollout, RolloutResult) and rollout.completed
+        assert rollout.endpoint == endpoint_name(prod, MODEL, "prod")
+        client = connect(prod)
+        run = client.get_run(run_id)  # the pipeline's run, in prod's store
+        assert run.info.status == "FINISHED"
+        assert run.data.tags[Tags.MODEL_VERSION] == version
+        assert str(client.get_model_version_by_alias(MODEL, "champion").version) == version
+        records = client.get_run(evaluation.run_id).data.tags
+        assert records["mlops.deployment_pipeline.run_id"] == run_id
+    finally:
+        _delete_endpoints(prod)
+
+
+def test_the_declared_approval_step_refuses_a_version_not_approved_in_the_registry(
+    stores: tuple[Settings, Settings, str],
+) -> None:
+    from mlops.pipelines import DEPLOYMENT
+    from mlops.pipelines.spec import run_step
+
+    dev, _, version = stores
+    reject(connect(dev), MODEL, version, approver="erin")
+    try:
+        run_id, _ = run_step(
+            DEPLOYMENT, "deploy_dev", dev, model_name=MODEL, params={"version": version}
+        )
+        run_step(DEPLOYMENT, "evaluate_endpoint", dev, model_name=MODEL, run_id=run_id)
+        with pytest.raises(ApprovalError) as refused:
+            run_step(DEPLOYMENT, "approval", dev, model_name=MODEL, run_id=run_id)
+        assert str(refused.value) == (
+            f"version {version} of {MODEL} is not approved (mlops.approval=rejected in the "
+            f"model registry); approve it with `mlops approve {MODEL} {version}` and run again"
+        )
+        assert connect(dev).get_run(run_id).info.status == "FAILED"
+        with pytest.raises(EndpointNotFoundError):  # nothing reached prod
+            from mlops.backends.local.gateway.manager import describe_endpoint
+
+            describe_endpoint(dev, endpoint_name(dev, MODEL, "prod"))
+    finally:
+        _delete_endpoints(dev)
+
+
+def _entry_point(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m mlops.projects deployment ...`` (what the MLproject entry points run) in a
+    fresh process whose settings come from its environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))}
+    env.update(
+        PYTHONPATH=str(REPO),
+        MLOPS_WORK_DIR=str(settings.work_dir),
+        MLOPS_TRACKING_URI=settings.effective_tracking_uri,
+        MLOPS_REGISTRY_URI=settings.effective_registry_uri,
+        MLOPS_ARTIFACT_LOCATION=settings.artifact_location or "",
+        MLOPS_BATCH__CHECK_DRIFT="false",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "mlops.projects", "deployment", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_deployment_entry_points_chain_on_the_pipeline_run_in_fresh_processes(
+    stores: tuple[Settings, Settings, str],
+) -> None:
+    """Each step in its own process reads the earlier steps' results from the pipeline's
+    run; the approval step stops the chain, clearly, until the registry approves."""
+    dev, _, version = stores
+    reject(connect(dev), MODEL, version, approver="erin")
+    try:
+        first = _entry_point(dev, "deploy_dev", "--model-name", MODEL, "--version", version)
+        assert first.returncode == 0, first.stderr
+        found = re.search(r"deploy_dev: done in run (\w+)", first.stdout)
+        assert found, first.stdout
+        run_id = found[1]
+        evaluated = _entry_point(dev, "evaluate_endpoint", "--run-id", run_id)
+        assert evaluated.returncode == 0, evaluated.stderr
+        refused = _entry_point(dev, "approval", "--run-id", run_id)
+        assert refused.returncode == 1
+        assert f"error: version {version} of {MODEL} is not approved" in refused.stderr
+        assert f"`mlops approve {MODEL} {version}` and run again" in refused.stderr
+
+        approve(connect(dev), MODEL, version, approver="alice")
+        client = connect(dev)
+        assert client.get_run(run_id).info.status == "FAILED"  # the refused step failed it
+        assert _entry_point(dev, "approval", "--run-id", run_id).returncode == 0  # run again
+        shipped = _entry_point(dev, "rollout_prod", "--run-id", run_id)
+        assert shipped.returncode == 0, shipped.stderr
+        assert client.get_run(run_id).info.status == "FINISHED"  # the last step closed it
+        assert str(client.get_model_version_by_alias(MODEL, "champion").version) == version
+    finally:
+        _delete_endpoints(dev)

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -96,3 +97,75 @@ def test_the_started_ui_calls_its_own_port(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+# --- environments: `make deploy ENV=prod` on prod's work pool, `make worker ENV=prod` ---
+
+VENV = Path(sys.executable).parent.parent  # the mlops CLI the recipes ask for the pool
+PROJECT = """\
+work_pool = "base-pool"
+
+[env.prod]
+work_pool = "prod-pool"
+"""
+
+
+def _make(*args: str, project: Path, dry_run: bool = True, **extra: str) -> str:
+    done = subprocess.run(
+        ["make", *(["-n"] if dry_run else []), "-C", str(REPO), "-o", f"{VENV}/.installed",
+         f"VENV={VENV}", *args],
+        env=_env(MLOPS_CONFIG=str(project), **extra),
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    path = tmp_path / "mlops.toml"
+    path.write_text(PROJECT)
+    return path
+
+
+def test_deploy_and_worker_of_an_environment_use_its_work_pool(project: Path) -> None:
+    out = _make("deploy", "ENV=prod", project=project)
+    assert "prefect work-pool create prod-pool --type process" in out
+    assert "MLOPS_WORK_POOL=prod-pool" in out and "deploy --all" in out
+    worker = _make("worker", "ENV=prod", project=project)
+    assert "MLOPS_ENV=prod" in worker and "prefect worker start --pool prod-pool" in worker
+    # without ENV, the project's own pool; WORK_POOL=... names another
+    assert "MLOPS_WORK_POOL=base-pool" in _make("deploy", project=project)
+    assert "--pool other" in _make("worker", "ENV=prod", "WORK_POOL=other", project=project)
+
+
+def test_an_environment_without_a_profile_stops_before_deploying(project: Path) -> None:
+    done = subprocess.run(
+        ["make", "-C", str(REPO), "-o", f"{VENV}/.installed", f"VENV={VENV}", "deploy",
+         "ENV=staging"],
+        env=_env(MLOPS_CONFIG=str(project)), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "environment 'staging' has no profile" in done.stderr
+    assert "no work pool for ENV=staging" in done.stderr
+    assert "prefect" not in done.stdout  # nothing was deployed
+
+
+@pytest.mark.slow
+def test_deployments_rendered_for_prod_name_prods_pool(
+    project: Path, prefect_server: str, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    _make(
+        "deploy", "ENV=prod", f"PREFECT_API_URL={prefect_server}",
+        f"PREFECT_HOME={tmp_path / 'home'}", project=project, dry_run=False,
+    )  # fmt: skip
+    with get_client(sync_client=True) as client:
+        pool = client.read_work_pool("prod-pool")
+        assert pool.type == "process"
+        deployments = {
+            d.name: d for d in client.read_deployments() if d.entrypoint.startswith("flows/")
+        }
+        assert {"monthly", "on-approval", "daily", "hourly", "on-event"} <= set(deployments)
+        assert {d.work_pool_name for d in deployments.values()} == {"prod-pool"}

@@ -247,7 +247,7 @@ def test_green_failing_some_live_requests_rolls_back_on_5xx(store) -> None:
 
 def _with_passengers(version: str, n: int) -> Any:
     """A row → the same row with ``n`` passengers."""
-    from mlops.stages.deploy import _model_features
+    from mlops.stages._endpoint_rows import _model_features
 
     at = _model_features("taxi", version).index("passenger_count")
 

@@ -148,7 +148,32 @@ def test_a_pipeline_not_declared_yet_is_named_with_the_declared_ones() -> None:
 
     from flows.cli import app
 
-    result = CliRunner().invoke(app, ["export", "kfp", "--pipeline", "deployment"])
+    result = CliRunner().invoke(app, ["export", "kfp", "--pipeline", "batch"])
     assert isinstance(result.exception, ConfigError)
     assert "not declared as steps yet" in str(result.exception)
-    assert "declared: monitoring, training" in str(result.exception)
+    assert "'batch-inference'" in str(result.exception)
+    assert "declared: deployment, monitoring, training" in str(result.exception)
+
+
+def test_the_deployment_pipeline_exports_through_the_cli_with_every_step(tmp_path: Path) -> None:
+    from mlops.pipelines import DEPLOYMENT
+
+    path = tmp_path / "deployment.yaml"
+    result = _cli("export", "kfp", "--pipeline", "deployment", "-o", str(path), "--image", IMAGE)
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stdout.split())
+    assert "deploy_dev → evaluate_endpoint → approval → rollout_prod" in said
+    spec = load_component_from_file(str(path)).pipeline_spec
+    names = [step.name for step in DEPLOYMENT.steps]
+    assert names == ["deploy_dev", "evaluate_endpoint", "approval", "rollout_prod"]
+    tasks = [name.replace("_", "-") for name in names]  # kfp's names for the steps
+    assert sorted(spec.root.dag.tasks) == sorted(tasks)
+    rollout = spec.components["comp-rollout-prod"].input_definitions.parameters
+    assert set(rollout) == {"run_id", "model_name", *DEPLOYMENT.step("rollout_prod").params}
+    assert rollout["canary_size"].parameter_type == _TYPES.NUMBER_DOUBLE
+    approval = spec.root.dag.tasks["approval"].inputs.parameters["run_id"]
+    assert approval.task_output_parameter.producer_task == "evaluate-endpoint"
+    executors = yaml.safe_load(path.read_text())["deploymentSpec"]["executors"]
+    for name, task in zip(names, tasks, strict=True):  # the stage functions, via run_step
+        command = " ".join(executors[f"exec-{task}"]["container"]["command"])
+        assert f"run_component('deployment', '{name}'" in command

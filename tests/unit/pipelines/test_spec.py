@@ -74,7 +74,8 @@ def test_unknown_parameters_and_steps_are_named_with_the_known_ones() -> None:
         TRAINING.check_params({"epochs": 3})
     with pytest.raises(ConfigError, match="no step 'deploy'; its steps: prepare, train"):
         TRAINING.step("deploy")
-    with pytest.raises(ConfigError, match="no pipeline 'nope'; declared: monitoring, training"):
+    declared = "declared: deployment, monitoring, training"
+    with pytest.raises(ConfigError, match=f"no pipeline 'nope'; {declared}"):
         get_pipeline("nope")
 
 
@@ -113,3 +114,18 @@ def test_the_prefect_flow_has_one_task_per_declared_step() -> None:
         task = STEP_TASKS[step.name]
         assert task.name == step.name
         assert task.retries == (2 if step.retry == "transient" else 0)
+
+
+def test_the_deployment_pipeline_checks_its_policy_before_anything_starts(tmp_path) -> None:
+    from mlops.pipelines import DEPLOYMENT, run_step
+    from tests.conftest import make_settings
+
+    assert [s.name for s in DEPLOYMENT.steps] == [
+        "deploy_dev", "evaluate_endpoint", "approval", "rollout_prod",
+    ]  # fmt: skip
+    assert DEPLOYMENT.step("approval").inputs == ("deploy_dev", "evaluate_endpoint")
+    settings = make_settings(tmp_path)
+    with pytest.raises(ConfigError, match="routing"):
+        run_step(DEPLOYMENT, "deploy_dev", settings, model_name="taxi",
+                 params={"traffic_routing": "SIDEWAYS"})  # fmt: skip
+    assert not (tmp_path / ".mlops").exists()  # no store, no run, no endpoint
