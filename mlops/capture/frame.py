@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from mlops.capture._columnar import Batch, decode_batch, maybe_numeric
+from mlops.capture._parallel import plan_parts, read_parts
 from mlops.capture._s3 import LazyS3
 from mlops.capture.format import TIME_FORMAT, loads
 from mlops.capture.payloads import RecordError, input_rows, output_values
@@ -86,11 +87,17 @@ class _Rows:
             raise RecordError(
                 f"capture record {event_id!r} has no captureData.endpointInput; pass records "
                 "in SageMaker's capture format (e.g. from read_capture)",
-                key="no_input", mismatch=False,
+                key="no_input",
+                mismatch=False,
             )
         self.add_sections(
-            capture["endpointInput"], capture.get("endpointOutput"), features, order,
-            event_id, meta.get("inferenceId"), meta.get("inferenceTime"),
+            capture["endpointInput"],
+            capture.get("endpointOutput"),
+            features,
+            order,
+            event_id,
+            meta.get("inferenceId"),
+            meta.get("inferenceTime"),
         )
 
     def add_sections(
@@ -145,6 +152,7 @@ def read_capture_frame(
     until: datetime | None = None,
     aws_region: str | None = None,
     aws_endpoint_url: str | None = None,
+    workers: int | None = None,
 ) -> tuple[pd.DataFrame, CaptureStats]:
     """A window of one variant's capture as a table, skipping what does not fit.
 
@@ -164,6 +172,9 @@ def read_capture_frame(
         until: only records before this.
         aws_region: region of the S3 client.
         aws_endpoint_url: endpoint of the S3 client.
+        workers: processes reading a large local window (this one included); ``None``: one
+            per usable core, when there is enough to read (see
+            :mod:`mlops.capture._parallel`); 1: this process alone. The result is the same.
 
     Returns:
         The frame (columns as :func:`capture_frame`, rows in file order) and the counts.
@@ -174,18 +185,23 @@ def read_capture_frame(
     """
     features = _check_features(feature_names)
     window = TimeWindow(since, until)
-    stats = CaptureStats()
     lazy = LazyS3(aws_region, aws_endpoint_url)
-    batch = Batch()
-    slow = _Rows()
-    for file in capture_files(destination, endpoint_name, variant_name, window, lazy):
-        body = read_bytes(file, lazy)
-        if body is not None:
-            stats.files += 1
-            _collect(body, window, features, stats, batch, slow)
-    frame = _assemble(batch, slow, features, stats)
-    stats.rows = len(frame)
-    return frame, stats
+    files = list(capture_files(destination, endpoint_name, variant_name, window, lazy))
+
+    def read(part: list[str]) -> tuple[pd.DataFrame, CaptureStats]:
+        stats = CaptureStats()
+        batch = Batch()
+        slow = _Rows()
+        for file in part:
+            body = read_bytes(file, lazy)
+            if body is not None:
+                stats.files += 1
+                _collect(body, window, features, stats, batch, slow)
+        frame = _assemble(batch, slow, features, stats)
+        stats.rows = len(frame)
+        return frame, stats
+
+    return read_parts(plan_parts(files, workers=workers), read)
 
 
 def _collect(
@@ -219,8 +235,10 @@ def _collect(
         if type(meta) is not dict:
             meta = {}
         when = meta.get("inferenceTime")
-        if windowed and type(when) is str and (
-            (since is not None and when < since) or (until is not None and when >= until)
+        if (
+            windowed
+            and type(when) is str
+            and ((since is not None and when < since) or (until is not None and when >= until))
         ):
             continue
         count += 1
@@ -232,7 +250,9 @@ def _collect(
             out_data = output["data"]
             encoding = output["encoding"]
             if (
-                section["encoding"] == "CSV" and type(data) is str and type(out_data) is str
+                section["encoding"] == "CSV"
+                and type(data) is str
+                and type(out_data) is str
                 and (encoding == "CSV" or encoding == "JSON")
             ):
                 if encoding == "JSON":
@@ -265,7 +285,10 @@ def _assemble(batch: Batch, slow: _Rows, features: list[str], stats: CaptureStat
                 slow.add_sections(
                     {"data": batch.inputs[i], "encoding": "CSV"},
                     {"data": batch.outputs[i], "encoding": "JSON" if is_json[i] else "CSV"},
-                    features, int(numbers[i]), batch.event_ids[i], batch.inference_ids[i],
+                    features,
+                    int(numbers[i]),
+                    batch.event_ids[i],
+                    batch.inference_ids[i],
                     batch.times[i],
                 )
             except RecordError as exc:
