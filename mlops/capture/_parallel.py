@@ -36,6 +36,7 @@ __all__ = ["Part", "plan_parts", "read_parts"]
 MIN_PART_BYTES = 32 * 1024 * 1024
 """Below this much data per part the fork and the hand-over cost more than they save."""
 MAX_WORKERS = 8
+_OWN_SHARE = 0.7  # of a worker's part: taking in the others' parts is this process's too
 _PATIENCE = 4.0  # a worker may take this many times as long as this process's own part ...
 _GRACE_S = 30.0  # ... plus this, before its part is read here instead
 
@@ -81,7 +82,9 @@ def plan_parts(
     count = min(workers, len(files), max(1, total // max(min_bytes, 1)))
     if count < 2:
         return [Part(files, total)]
-    parts, start, acc, target = [], 0, 0, total / count
+    # This process's own part (the last) is smaller: it also takes in the workers' parts.
+    target = total / (count - 1 + _OWN_SHARE)
+    parts, start, acc = [], 0, 0
     for i, size in enumerate(sizes):
         acc += size
         if len(parts) < count - 1 and acc >= target * (len(parts) + 1) and i + 1 < len(files):
