@@ -1,10 +1,10 @@
 """Hyperparameters checked before any work: known names, valid types and ranges.
 
 ``mlops train -p KEY=VALUE`` and ``[training]`` in mlops.toml name XGBoost parameters.
-Our own (``[training]``'s fields) are validated by :class:`~mlops.settings.TrainingSettings`;
-any other name must be one XGBoost's scikit-learn API knows, and its value is tried on a
-two-row table, so a wrong one fails in a second with one line instead of after the data
-was prepared.
+Our own (``[training]``'s fields) are validated by
+:class:`~mlops.settings_sections.TrainingSettings`; any other name must be one XGBoost's
+scikit-learn API knows, and its value is tried on a two-row table, so a wrong one fails in a
+second with one line instead of after the data was prepared.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mlops.errors import ConfigError
-from mlops.settings import TrainingSettings
+from mlops.settings_sections import TrainingSettings
 
 __all__ = ["OWN_PARAMETERS", "RESERVED_PARAMETERS", "validate_hyperparameters"]
 

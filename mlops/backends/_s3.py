@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mlops.errors import BackendError
 
 if TYPE_CHECKING:
-    from mlops.settings import AwsSettings
+    from mlops.settings_sections import AwsSettings
 
 __all__ = [
     "download_prefix",

@@ -6,7 +6,8 @@ submodules say where each part lives:
 - :mod:`~mlops.capture.format`: destinations, paths, times, one record's JSON line.
 - :mod:`~mlops.capture.sinks`: where a writer's files go (local folder, S3 spool).
 - :mod:`~mlops.capture.fallback`: the sink that spools what the destination refuses.
-- :mod:`~mlops.capture.writer`: :class:`CaptureConfig` and the buffered :class:`CaptureWriter`.
+- :mod:`~mlops.capture.config`: :class:`CaptureConfig`, what to capture and where.
+- :mod:`~mlops.capture.writer`: the buffered :class:`CaptureWriter` and its :class:`CaptureHealth`.
 - :mod:`~mlops.capture.reader`: listing files and reading records, strictly or leniently.
 - :mod:`~mlops.capture.payloads` and :mod:`~mlops.capture.frame`: records as a table.
 - :mod:`~mlops.capture.ground_truth`: labels written next to the capture, and joined to it.
@@ -15,6 +16,7 @@ submodules say where each part lives:
 
 from __future__ import annotations
 
+from mlops.capture.config import CaptureConfig
 from mlops.capture.fallback import FallbackSink
 from mlops.capture.format import GROUND_TRUTH_FOLDER, Destination, parse_destination
 from mlops.capture.frame import capture_frame, read_capture_frame
@@ -30,7 +32,7 @@ from mlops.capture.payloads import decode_payload
 from mlops.capture.predictions import parse_predictions
 from mlops.capture.reader import CaptureStats, iter_capture_files, list_variants, read_capture
 from mlops.capture.sinks import CaptureSink, LocalFolderSink, S3SpoolSink, SinkHealth, open_sink
-from mlops.capture.writer import CaptureConfig, CaptureHealth, CaptureWriter
+from mlops.capture.writer import CaptureHealth, CaptureWriter
 
 __all__ = [
     "GROUND_TRUTH_FOLDER",

@@ -19,7 +19,7 @@ from mlops.data.validation import duplicate_columns_problem
 from mlops.errors import DataError, DatasetNotFoundError
 
 if TYPE_CHECKING:
-    from mlops.settings import AwsSettings
+    from mlops.settings_sections import AwsSettings
 
 __all__ = ["SUPPORTED_SUFFIXES", "frame_digest", "read_table", "write_parquet"]
 
@@ -229,7 +229,7 @@ def _read_s3(uri: str, aws: AwsSettings | None) -> pd.DataFrame:
 def _s3_client(aws: AwsSettings | None) -> Any:
     import boto3  # heavy: only for S3 data
 
-    from mlops.settings import AwsSettings
+    from mlops.settings_sections import AwsSettings
 
     kwargs: dict[str, Any] = {"config": (aws or AwsSettings()).client_config()}
     if aws is not None and aws.region:

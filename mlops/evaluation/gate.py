@@ -16,7 +16,7 @@ from typing import Any
 
 from mlops.errors import ConfigError, GateFailedError
 from mlops.evaluation.metrics import DEFAULT_THRESHOLDS, PRIMARY_METRIC, metric_names
-from mlops.settings import Threshold
+from mlops.settings_sections import Threshold
 from mlops.types import Task
 
 __all__ = ["GateCheck", "GateResult", "check_gate"]

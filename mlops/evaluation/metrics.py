@@ -23,7 +23,7 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
-from mlops.settings import Threshold
+from mlops.settings_sections import Threshold
 from mlops.types import Task
 
 __all__ = [

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from mlops.errors import ConfigError
 from mlops.evaluation.metrics import DEFAULT_THRESHOLDS, METRIC_NAMES, metric_names
-from mlops.settings import GateSettings, Threshold
+from mlops.settings_sections import GateSettings, Threshold
 from mlops.types import Task
 
 __all__ = [

@@ -14,8 +14,9 @@ from mlops.rollout.alarms import (
     evaluate_alarms,
     paired_signal,
 )
-from mlops.rollout.controller import RolloutResult, RolloutStep, run_rollout, variant_name_for
+from mlops.rollout.controller import run_rollout, variant_name_for
 from mlops.rollout.record import plot_rollout, record_rollout
+from mlops.rollout.results import RolloutResult, RolloutStep
 
 __all__ = [
     "AlarmReport",

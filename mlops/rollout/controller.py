@@ -26,26 +26,21 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from mlops.backends import ManagedRollout, RequestPairing, VariantSpec
 from mlops.errors import EndpointError, MlopsError, RolloutError
 from mlops.policy import BlueGreenPolicy
 from mlops.rollout.alarms import AlarmReport, Pair, VariantWindow, evaluate_alarms
+from mlops.rollout.results import Phase, RolloutObserver, RolloutResult, RolloutStep
 
 if TYPE_CHECKING:
     from mlops.backends import EndpointBackend
 
 __all__ = [
-    "Phase",
     "ResumePoint",
-    "RolloutObserver",
-    "RolloutResult",
-    "RolloutStep",
-    "iso",
     "restore_blue",
     "run_rollout",
     "variant_name_for",
@@ -54,73 +49,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _DRAIN_S = 1.0
-
-Phase = Literal["start", "shift", "post_traffic", "retire", "rollback"]
-
-
-class RolloutStep(BaseModel):
-    """One step of a rollout, with its times and what the alarms saw at its end."""
-
-    name: str
-    started_at: float
-    ended_at: float | None = None
-    green_share: float = 0.0
-    ok: bool = True
-    detail: str = ""
-    alarms: dict[str, float] = Field(default_factory=dict)
-
-    @property
-    def duration_s(self) -> float:
-        return (self.ended_at or time.time()) - self.started_at
-
-
-class RolloutResult(BaseModel):
-    """The record of one rollout."""
-
-    endpoint: str
-    model_name: str
-    blue_variant: str | None
-    blue_version: str | None
-    green_variant: str
-    green_version: str
-    policy: BlueGreenPolicy
-    outcome: Literal["completed", "rolled_back"]
-    reason: str
-    alarm: str | None = None
-    steps: list[RolloutStep]
-    timeline: list[dict[str, float]] = Field(
-        default_factory=list, description="alarm values at each poll (t = seconds from start)"
-    )
-    started_at: float
-    ended_at: float
-    record_run_id: str | None = None
-
-    @property
-    def duration_s(self) -> float:
-        return self.ended_at - self.started_at
-
-    @property
-    def completed(self) -> bool:
-        return self.outcome == "completed"
-
-    def summary(self) -> str:
-        """One line for logs and the CLI."""
-        arrow = f"{self.blue_variant or '(none)'} → {self.green_variant}"
-        took = f"{self.duration_s:.1f}s"
-        return f"rollout {self.endpoint} {arrow}: {self.outcome} in {took} ({self.reason})"
-
-
-class RolloutObserver(Protocol):
-    """Told what a rollout does while it does it (its record, its note on disk)."""
-
-    def on_start(self, blue: str | None, green: str) -> None:
-        """The endpoint passed the checks; nothing has changed on it yet."""
-
-    def on_step(self, steps: list[RolloutStep], phase: Phase, index: int) -> None:
-        """``steps[-1]`` starts now; ``index`` is its place in the green shares (shifts)."""
-
-    def on_point(self, index: int, started_at: float, point: dict[str, float]) -> None:
-        """The alarm values of poll ``index`` (``point["t"]``: seconds from ``started_at``)."""
 
 
 class ResumePoint(BaseModel):
@@ -601,8 +529,3 @@ def run_rollout(
         started_at=run.started,
         ended_at=time.time(),
     )
-
-
-def iso(ts: float) -> str:
-    """A unix time as ISO-8601 UTC."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -12,9 +12,9 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from mlops.rollout.controller import Phase, RolloutResult, RolloutStep
 from mlops.rollout.lock import RolloutNote, clear_note, write_note
 from mlops.rollout.record import RolloutRecorder
+from mlops.rollout.results import Phase, RolloutResult, RolloutStep
 
 if TYPE_CHECKING:
     from mlops.policy import BlueGreenPolicy
@@ -24,7 +24,7 @@ __all__ = ["RolloutJournal"]
 
 
 class RolloutJournal:
-    """A :class:`~mlops.rollout.controller.RolloutObserver` that keeps the record and the
+    """A :class:`~mlops.rollout.results.RolloutObserver` that keeps the record and the
     note of one rollout up to date, step by step.
 
     Args:

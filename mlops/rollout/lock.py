@@ -60,7 +60,7 @@ NOTE_FILE = "rollout.json"
 # A prober (describe) holds the lock for microseconds: a caller retries this long first.
 _ACQUIRE_RETRY_S = 0.3
 
-# Every phase the controller writes (mlops.rollout.controller.Phase), rollback included: a
+# Every phase the controller writes (mlops.rollout.results.Phase), rollback included: a
 # process that dies while putting traffic back on blue leaves a note that must still read.
 Phase = Literal["start", "shift", "post_traffic", "retire", "rollback"]
 

@@ -5,7 +5,7 @@ The controller hands such a backend the whole policy, and the model-signal gate'
 :func:`judge_pairs` applies the local gate's statistic (:func:`~mlops.rollout.alarms.
 evaluate_alarms` on the paired predictions) to the pairs the backend gathers from green's
 capture, so both backends roll back on the same evidence. The backend's outcome becomes a
-:class:`~mlops.rollout.controller.RolloutResult` whose steps, timeline and reason read as
+:class:`~mlops.rollout.results.RolloutResult` whose steps, timeline and reason read as
 a local rollout's do.
 """
 
@@ -23,7 +23,8 @@ from mlops.rollout.alarms import VariantWindow, evaluate_alarms
 if TYPE_CHECKING:
     from mlops.backends import EndpointBackend, EndpointDescription
     from mlops.policy import AlarmThresholds, BlueGreenPolicy
-    from mlops.rollout.controller import ResumePoint, RolloutObserver, RolloutResult
+    from mlops.rollout.controller import ResumePoint
+    from mlops.rollout.results import RolloutObserver, RolloutResult
 
 __all__ = ["judge_pairs", "run_managed_rollout"]
 
@@ -90,7 +91,7 @@ def run_managed_rollout(
     gate = state.capture.enabled and state.capture.sampling_percentage > 0
     blue_ref = next((v.model_ref for v in state.variants if v.name == blue), None) if gate else None
     labels = None if task is None else task != "regression"
-    from mlops.rollout.controller import RolloutResult, RolloutStep
+    from mlops.rollout.results import RolloutResult, RolloutStep
 
     started = time.time()
     if observer is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.registry.lineage import link_rollout
-from mlops.rollout.controller import RolloutResult, RolloutStep, iso
+from mlops.rollout.results import RolloutResult, RolloutStep, iso
 from mlops.tracking import (
     Stages,
     Tags,

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from uvicorn.config import Config
     from uvicorn.server import ServerState
 
-    from mlops.settings import ServingSettings
+    from mlops.settings_sections import ServingSettings
 
 __all__ = ["BoundedHttpToolsProtocol"]
 

@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace) -> dict[str, int]:
     model = ServingModel.load(args.model_dir)
     writer = None
     if args.capture:
-        from mlops.capture.writer import CaptureConfig, CaptureWriter
+        from mlops.capture import CaptureConfig, CaptureWriter
 
         writer = CaptureWriter(
             CaptureConfig(

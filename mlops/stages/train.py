@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops.backends import LogSink, TrainingJobSpec, get_backend
 from mlops.errors import ConfigError, TrainingError
-from mlops.settings import TrainingSettings
+from mlops.settings_sections import TrainingSettings
 from mlops.stages._artifacts import save_result
 from mlops.stages._progress import stage_done, stage_started
 from mlops.stages.prepare import load_split

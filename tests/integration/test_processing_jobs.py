@@ -17,7 +17,8 @@ import pytest
 from mlops.errors import BackendError, ConfigError
 from mlops.pipelines import MONITORING, TRAINING
 from mlops.pipelines.jobs import job_call, run_step_as_job
-from mlops.settings import NotificationSettings, Settings
+from mlops.settings import Settings
+from mlops.settings_sections import NotificationSettings
 from mlops.stages.monitor import MonitorResult, monitor
 from mlops.tracking import connect
 from tests.capture_helpers import predict, taxi_rows, write_capture

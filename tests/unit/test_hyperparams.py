@@ -6,7 +6,7 @@ import pytest
 
 from mlops.errors import ConfigError
 from mlops.hyperparams import validate_hyperparameters
-from mlops.settings import TrainingSettings
+from mlops.settings_sections import TrainingSettings
 
 
 def _error(overrides: dict, training: TrainingSettings | None = None) -> str:

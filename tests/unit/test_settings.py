@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from mlops.errors import ConfigError
-from mlops.settings import load_settings, mask_uri, masked_settings
+from mlops.masking import mask_uri
+from mlops.settings import load_settings, masked_settings
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from mlops.errors import ConfigError
 
 if TYPE_CHECKING:
-    from mlops.settings import SageMakerSettings, Settings
+    from mlops.settings import Settings
+    from mlops.settings_sections import SageMakerSettings
 
 __all__ = [
     "BUILTIN_XGBOOST",

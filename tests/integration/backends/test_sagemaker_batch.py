@@ -20,7 +20,8 @@ import pytest
 
 from mlops.data import make_batch
 from mlops.errors import BackendError, BatchCheckError
-from mlops.settings import AwsSettings, SageMakerSettings, Settings
+from mlops.settings import Settings
+from mlops.settings_sections import AwsSettings, SageMakerSettings
 from mlops.stages.batch import run_batch
 from mlops.tracking import connect
 from tests.conftest import AWS_TEST_CREDENTIALS

@@ -198,7 +198,7 @@ def test_connections_above_the_limit_get_503_while_the_others_are_served(
 
 
 def test_limits_are_documented_settings(tmp_path: Path) -> None:
-    from mlops.settings import ServingSettings
+    from mlops.settings_sections import ServingSettings
 
     serving = ServingSettings()
     assert serving.max_header_bytes == 64 * 1024

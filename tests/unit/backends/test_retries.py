@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from mlops.backends._s3 import make_client
-from mlops.settings import AwsSettings
+from mlops.settings_sections import AwsSettings
 from tests.conftest import AWS_TEST_CREDENTIALS, make_settings
 
 

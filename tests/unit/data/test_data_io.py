@@ -11,7 +11,7 @@ import pytest
 
 from mlops.data import frame_digest, load_builtin, read_table, write_parquet
 from mlops.errors import DataError, DatasetNotFoundError
-from mlops.settings import AwsSettings
+from mlops.settings_sections import AwsSettings
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from mlops.backends.local.gateway.invocations import (
     Response,
     json_response,
 )
-from mlops.settings import ServingSettings
+from mlops.settings_sections import ServingSettings
 
 Handler = Callable[[Request], Awaitable[Response]]
 

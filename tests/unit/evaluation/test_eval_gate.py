@@ -7,7 +7,7 @@ import pytest
 
 from mlops.errors import ConfigError, GateFailedError
 from mlops.evaluation.gate import GateResult, check_gate
-from mlops.settings import GateSettings, Threshold
+from mlops.settings_sections import GateSettings, Threshold
 from mlops.types import Task
 
 REG_OK = {"rmse": 1.0, "mae": 0.8, "r2": 0.8}

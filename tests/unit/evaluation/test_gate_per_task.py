@@ -12,7 +12,7 @@ from mlops.evaluation.thresholds import (
     resolve_thresholds,
     validate_gate,
 )
-from mlops.settings import GateSettings, Threshold
+from mlops.settings_sections import GateSettings, Threshold
 
 
 def _gate(**data: object) -> GateSettings:

@@ -15,8 +15,7 @@ from markdown_it import MarkdownIt
 from flows.artifacts import Summary, artifact_key, md
 from flows.summaries import DeploymentReport, failure_summary, probe_summary
 from mlops.errors import GateFailedError
-from mlops.rollout import BlueGreenPolicy, RolloutResult
-from mlops.rollout.controller import RolloutStep
+from mlops.rollout import BlueGreenPolicy, RolloutResult, RolloutStep
 from mlops.settings import Settings
 from mlops.stages.probe import ProbeResult
 from mlops.tracking.links import (

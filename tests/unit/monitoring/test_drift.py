@@ -13,12 +13,12 @@ import pytest
 
 from mlops.errors import DataError
 from mlops.monitoring.drift import (
-    METHOD_DISPLAY_NAMES,
     DriftResult,
     ReferenceProfile,
     detect_drift,
     infer_column_kind,
 )
+from mlops.monitoring.stattests import METHOD_DISPLAY_NAMES
 
 evidently = pytest.importorskip("evidently")
 

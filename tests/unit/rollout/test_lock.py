@@ -150,7 +150,7 @@ def test_a_damaged_note_says_where_it_is(tmp_path: Path) -> None:
 def test_every_phase_the_controller_writes_reads_back(tmp_path: Path) -> None:
     from typing import get_args
 
-    from mlops.rollout.controller import Phase
+    from mlops.rollout.results import Phase
 
     save_state(tmp_path, EndpointState(name="taxi-prod", port=8123))
     for phase in get_args(Phase):  # a rollout killed in any step leaves a readable note

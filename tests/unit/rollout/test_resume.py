@@ -26,7 +26,8 @@ from mlops.backends import (
 from mlops.errors import RolloutError
 from mlops.policy import BlueGreenPolicy
 from mlops.rollout import RolloutStep, run_rollout
-from mlops.rollout.controller import Phase, ResumePoint
+from mlops.rollout.controller import ResumePoint
+from mlops.rollout.results import Phase
 
 POLICY = BlueGreenPolicy.model_validate(
     {

@@ -43,7 +43,7 @@ import httptools
 if TYPE_CHECKING:
     import socket
 
-    from mlops.settings import ServingSettings
+    from mlops.settings_sections import ServingSettings
 
 __all__ = ["InvocationsServer", "Request", "Response", "json_response"]
 
