@@ -249,3 +249,25 @@ def test_unknown_hyperparameter_or_old_image_is_refused_before_any_job(
     assert container.requests == [] and container.ran == []
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
     assert not (settings.work_dir / "jobs" / "mammo-bad-hp").exists()
+
+
+@pytest.mark.slow
+def test_pipeline_without_the_job_s_logs_registers_the_model_without_curves(
+    aws: str, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness = install(monkeypatch, aws, tmp_path / "harness")
+    harness.training.publish_logs = False  # the logs cannot be read: no curves, same model
+    settings = _settings(tmp_path, aws, bucket)
+    result = run_training_pipeline(
+        settings, model_name="mammo-builtin", dataset="mammography", rows=1500
+    )
+    client = connect(settings)
+    version = client.get_model_version("mammo-builtin", result.registered.version)
+    assert version.tags[Tags.TRAINING_JOB] == harness.training.ran[0]
+    run_id = result.trained.run_id
+    plots = [a.path for a in client.list_artifacts(run_id, "plots")]
+    assert "plots/learning_curves.png" not in plots
+    assert client.get_metric_history(run_id, "validation_logloss") == []
+    assert client.get_run(run_id).data.params["best_iteration"] == str(
+        result.trained.best_iteration
+    )
