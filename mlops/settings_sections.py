@@ -300,7 +300,9 @@ class SageMakerSettings(_Section):
     image_uri: str | None = Field(
         None, description="the project's image in ECR (deployments/Dockerfile)"
     )
-    framework_version: str = Field("1.7-1", description="version of the built-in XGBoost")
+    framework_version: str = Field(
+        "3.0-5", description="version of the built-in XGBoost (2.0 or later: 3.0-5, 3.2-0)"
+    )
     instance_type: str = "ml.m5.xlarge"
     instance_count: int = Field(1, ge=1, le=100)
     max_runtime_s: int = Field(24 * 3600, ge=60, le=28 * 24 * 3600)

@@ -10,6 +10,12 @@ does when the container exits: ``model/`` packed as ``<S3OutputPath>/<job>/outpu
 model.tar.gz`` and ``output/data/`` as ``output.tar.gz`` on success; on failure the job is
 marked ``Failed`` in moto with ``output/failure``'s text as ``FailureReason``.
 
+A job whose ``TrainingImage`` is the built-in XGBoost (an ECR ``sagemaker-xgboost`` URI)
+runs :mod:`tests.builtin_xgboost_container` instead, the stand-in for AWS's algorithm
+container, on the same tree (channels with their ``ContentType``). What a training program
+prints goes to CloudWatch Logs as SageMaker sends it (group ``/aws/sagemaker/TrainingJobs``,
+stream ``<job>/algo-1-<epoch>``, tabs shown as ``#011``).
+
 For a transform job it downloads the model's ``ModelDataUrl`` and the job's S3 input, runs
 the serving program's batch mode (``python -m mlops.serving.transform``, the ``/invocations``
 code of the serving container) with the job's content type, split type, strategy, payload
@@ -36,8 +42,12 @@ from typing import Any
 import boto3
 import pytest
 
+BUILTIN_PROGRAM = Path(__file__).with_name("builtin_xgboost_container.py")
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
 __all__ = [
     "ACCOUNT",
+    "BUILTIN_IMAGE",
     "IMAGE",
     "REGION",
     "ROLE",
@@ -51,6 +61,7 @@ __all__ = [
 
 ROLE = "arn:aws:iam::123456789012:role/mlops-jobs"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops:1.0"
+BUILTIN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
 ACCOUNT, REGION = "123456789012", "us-east-1"
 
 
@@ -73,6 +84,11 @@ def _download(s3: Any, uri: str, target: Path) -> int:
     return count
 
 
+def is_builtin_image(image: str) -> bool:
+    """Whether a training image is SageMaker's built-in XGBoost (its ECR repository)."""
+    return "/sagemaker-xgboost:" in image
+
+
 def _child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
 
@@ -83,8 +99,11 @@ class TrainingContainer:
     def __init__(self, endpoint: str, workdir: Path) -> None:
         self.s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
         self.sm = boto3.client("sagemaker", endpoint_url=endpoint, region_name=REGION)
+        self.logs = boto3.client("logs", endpoint_url=endpoint, region_name=REGION)
         self.workdir = workdir
         self.requests: list[dict[str, Any]] = []
+        self.jobs: list[dict[str, Any]] = []  # each job as DescribeTrainingJob gave it
+        self.publish_logs = True  # False: the job's lines never reach CloudWatch Logs
         self.ran: list[str] = []
         self.fail_with: str | None = None  # SageMaker's verdict instead of running the job
 
@@ -105,13 +124,20 @@ class TrainingContainer:
             moto.failure_reason = self.fail_with
             return
         job = self.sm.describe_training_job(TrainingJobName=name)
+        self.jobs.append(job)
         opt_ml = self.workdir / name / "opt" / "ml"
         config = opt_ml / "input" / "config"
         config.mkdir(parents=True)
         (config / "hyperparameters.json").write_text(json.dumps(job["HyperParameters"]))
         (config / "inputdataconfig.json").write_text(
             json.dumps(
-                {c["ChannelName"]: {"TrainingInputMode": "File"} for c in job["InputDataConfig"]}
+                {
+                    c["ChannelName"]: {
+                        "TrainingInputMode": "File",
+                        **({"ContentType": c["ContentType"]} if c.get("ContentType") else {}),
+                    }
+                    for c in job["InputDataConfig"]
+                }
             )
         )
         (config / "resourceconfig.json").write_text(
@@ -120,16 +146,26 @@ class TrainingContainer:
         for channel in job["InputDataConfig"]:
             uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
             _download(self.s3, uri, opt_ml / "input/data" / channel["ChannelName"])
+        for folder in ("model", "output/data"):  # SageMaker makes them before the program
+            (opt_ml / folder).mkdir(parents=True, exist_ok=True)
         env = _child_env()
         env["SM_INPUT_DIR"] = str(opt_ml / "input")  # the only stand-in for /opt/ml
+        image = job["AlgorithmSpecification"].get("TrainingImage", "")
+        program = (
+            [sys.executable, str(BUILTIN_PROGRAM)]
+            if is_builtin_image(image)
+            else [sys.executable, "-m", "mlops.training.entry"]
+        )
         proc = subprocess.run(
-            [sys.executable, "-m", "mlops.training.entry"],
+            program,
             env=env,
             cwd=opt_ml,
             capture_output=True,
             text=True,
             timeout=300,
         )
+        if self.publish_logs:
+            self._publish(name, proc.stdout + proc.stderr)
         if proc.returncode != 0:
             moto = moto_job("training", name)
             moto.training_job_status = moto.secondary_status = "Failed"
@@ -145,6 +181,28 @@ class TrainingContainer:
                 for path in sorted((opt_ml / folder).iterdir()):
                     tar.add(path, arcname=path.name)
             self.s3.upload_file(str(packed), bucket, archive)
+
+
+    def _publish(self, name: str, text: str) -> None:
+        """The program's output as SageMaker's log events of the job's first instance."""
+        import time
+
+        try:
+            self.logs.create_log_group(logGroupName=LOG_GROUP)
+        except self.logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        stream = f"{name}/algo-1-{int(time.time())}"
+        self.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        now = int(time.time() * 1000)
+        events = [
+            {"timestamp": now, "message": line.replace("\t", "#011")}
+            for line in text.splitlines()
+            if line.strip()
+        ]
+        for start in range(0, len(events), 1000):
+            self.logs.put_log_events(
+                logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events[start : start + 1000]
+            )
 
 
 class TransformContainer:

@@ -185,8 +185,10 @@ def train(
             f"its files are in {result.model_dir.parent}"
         )
     metadata = json.loads((result.model_dir / METADATA_FILE).read_text())
-    curves: dict[str, dict[str, list[float]]] = json.loads(
-        (result.output_dir / "data" / CURVES_FILE).read_text()
+    # The built-in image's curves come from its logs: absent when they could not be read.
+    curves_file = result.output_dir / "data" / CURVES_FILE
+    curves: dict[str, dict[str, list[float]]] = (
+        json.loads(curves_file.read_text()) if curves_file.is_file() else {}
     )
     model = load_xgboost_model(result.model_dir, prepared.task)
 
@@ -226,8 +228,13 @@ def train(
         # Integer columns stay integers on purpose: callers pass the training dtypes, and
         # MLflow refuses int64 input for a double column. Its hint about that is noise here.
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
-        plot = plot_learning_curves(curves, Path(tmp) / "learning_curves.png", best_iteration=best)
-        client.log_artifact(run_id, str(plot), "plots")
+        if curves:
+            plot = plot_learning_curves(
+                curves, Path(tmp) / "learning_curves.png", best_iteration=best
+            )
+            client.log_artifact(run_id, str(plot), "plots")
+        else:
+            logger.info("training job %s left no learning curves: no plot", job_name)
         # The logged model belongs to the run's experiment (MLflow would otherwise put it,
         # and its artifacts, in the default experiment under the working directory), and is
         # named after the registered model it becomes a version of.

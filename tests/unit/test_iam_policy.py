@@ -25,6 +25,7 @@ SERVICES = {
     "application-autoscaling": "application-autoscaling",
     "sqs": "sqs",
     "sts": "sts",
+    "logs": "logs",
 }
 # operations whose IAM action has another name (None: no permission needed)
 ACTION_OF = {

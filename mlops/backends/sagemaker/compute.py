@@ -9,6 +9,10 @@ mode), the job is polled every ``sagemaker.poll_s`` seconds with each status cha
 ``<work_dir>/jobs/<job>/model`` and ``.../output/data``, local destinations of processing
 and transform outputs downloaded. A failed or stopped job returns SageMaker's
 ``FailureReason``.
+
+On the built-in XGBoost image (:mod:`~mlops.backends.sagemaker.builtin`) the channels go up
+as the algorithm's CSV with its hyperparameters, and its model comes back as the project
+image leaves it (model file, training metadata, curves from the job's CloudWatch logs).
 """
 
 from __future__ import annotations
@@ -39,6 +43,15 @@ from mlops.backends.base import (
     TrainingJobSpec,
     TransformJobResult,
     TransformJobSpec,
+)
+from mlops.backends.sagemaker.builtin import (
+    CONTENT_TYPE,
+    BuiltinJob,
+    check_builtin_image,
+    is_builtin_xgboost,
+    parse_round_lines,
+    read_job_logs,
+    read_split,
 )
 from mlops.backends.sagemaker.config import SageMakerConfig, check_job_name
 from mlops.backends.sagemaker.requests import (
@@ -189,12 +202,26 @@ class SageMakerBackend:
     ) -> TrainingJobResult:
         """Run a SageMaker training job; bring its model back unpacked."""
         check_job_name(spec.job_name, "training")
+        image = self._config.training_image
+        builtin = BuiltinJob.plan(spec.hyperparameters) if is_builtin_xgboost(image) else None
+        if builtin is not None:
+            check_builtin_image(image)
         root = self._local_root(spec.job_name)
-        channels = {
-            name: self._stage(uri, spec.job_name, "channel", name)
-            for name, uri in spec.channels.items()
-        }
-        request = training_request(spec, self._config, channels)
+        if builtin is None:
+            channels = {
+                name: self._stage(uri, spec.job_name, "channel", name)
+                for name, uri in spec.channels.items()
+            }
+            request = training_request(spec, self._config, channels)
+        else:
+            channels = self._builtin_channels(spec, builtin)
+            request = training_request(
+                spec,
+                self._config,
+                channels,
+                hyperparameters=builtin.hyperparameters,
+                content_type=CONTENT_TYPE,
+            )
         sagemaker = self._client("sagemaker")
         started = time.monotonic()
         arn, job = self._create_and_wait(
@@ -217,6 +244,8 @@ class SageMakerBackend:
             self._unpack(
                 output_archive, root / "output.tar.gz", output_dir / "data", required=False
             )
+            if builtin is not None:
+                self._adopt_builtin(spec.job_name, builtin, model_dir, output_dir, on_log)
         else:
             failure = job.get("FailureReason") or f"the training job was {status.lower()}"
         return TrainingJobResult(
@@ -227,6 +256,47 @@ class SageMakerBackend:
             duration_s=time.monotonic() - started,
             failure_reason=failure,
             job_arn=arn,
+        )
+
+    def _builtin_channels(self, spec: TrainingJobSpec, job: BuiltinJob) -> dict[str, str]:
+        """Each channel as the built-in algorithm's CSV (label first, no header), uploaded."""
+        ordered = sorted(spec.channels, key=lambda name: name != "train")  # train fixes columns
+        channels: dict[str, str] = {}
+        with tempfile.TemporaryDirectory(prefix="mlops-builtin-") as tmp:
+            for name in ordered:
+                uri = spec.channels[name]
+                if is_s3(uri):
+                    source = Path(tmp) / "s3" / name
+                    download_prefix(self._client("s3"), uri, source)
+                else:
+                    source = Path(uri.removeprefix("file://")).expanduser()
+                    if not source.exists():
+                        raise BackendError(
+                            f"channel {name!r} of job {spec.job_name!r} points to {uri}, which "
+                            "does not exist; run the stage that writes it first or fix the path"
+                        )
+                folder = job.write_channel(name, read_split(source), Path(tmp) / "csv" / name)
+                channels[name] = self._stage(str(folder), spec.job_name, "channel", name)
+        return {name: channels[name] for name in spec.channels}
+
+    def _adopt_builtin(
+        self,
+        job_name: str,
+        job: BuiltinJob,
+        model_dir: Path,
+        output_dir: Path,
+        on_log: LogSink | None,
+    ) -> None:
+        """The built-in model as the project image leaves it; curves from the job's logs."""
+        lines = read_job_logs(self._client("logs"), job_name) or []
+        if on_log is not None:
+            for line in lines:
+                on_log(line.replace("#011", "\t"))
+        curves = parse_round_lines(lines)
+        if not curves:
+            logger.info("no per-round lines in the logs of %s: no learning curves", job_name)
+        job.adopt_model(
+            model_dir, output_dir / "data", curves, image=self._config.training_image
         )
 
     def _unpack(self, uri: str, archive: Path, target: Path, *, required: bool) -> bool:

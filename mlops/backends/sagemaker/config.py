@@ -48,14 +48,14 @@ def builtin_xgboost_image(region: str, version: str) -> str:
                 "to look up the image's URI, and it is not installed; install the extra "
                 "(pip install 'mlops[sagemaker]') or set sagemaker.training_image to the "
                 "image URI (e.g. 683313688378.dkr.ecr.us-east-1.amazonaws.com/"
-                'sagemaker-xgboost:1.7-1) or to "project"'
+                'sagemaker-xgboost:3.0-5) or to "project"'
             ) from None
     try:
         return str(image_uris.retrieve("xgboost", region, version=version))
     except ValueError as exc:
         raise ConfigError(
             f"the built-in XGBoost image has no version {version!r} in {region} ({exc}); "
-            "set sagemaker.framework_version to one it lists, e.g. 1.7-1"
+            "set sagemaker.framework_version to one it lists, e.g. 3.0-5"
         ) from None
 
 

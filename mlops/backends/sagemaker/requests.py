@@ -35,7 +35,12 @@ def _tags(tags: dict[str, str], job_name: str) -> list[dict[str, str]]:
 
 
 def training_request(
-    spec: TrainingJobSpec, config: SageMakerConfig, channels: dict[str, str]
+    spec: TrainingJobSpec,
+    config: SageMakerConfig,
+    channels: dict[str, str],
+    *,
+    hyperparameters: dict[str, str] | None = None,
+    content_type: str | None = None,
 ) -> dict[str, Any]:
     """CreateTrainingJob's arguments.
 
@@ -43,6 +48,8 @@ def training_request(
         spec: the job.
         config: checked settings (role, bucket, image, fleet, spot).
         channels: channel name -> S3 URI (after upload).
+        hyperparameters: sent instead of the spec's (the built-in algorithm's names).
+        content_type: every channel's ``ContentType`` (the built-in algorithm: text/csv).
     """
     sm = config.options
     runtime = min(spec.max_runtime_s, sm.max_runtime_s)
@@ -54,7 +61,9 @@ def training_request(
             "TrainingImage": config.training_image,
             "TrainingInputMode": "File",
         },
-        "HyperParameters": {k: str(v) for k, v in spec.hyperparameters.items()},
+        "HyperParameters": dict(hyperparameters)
+        if hyperparameters is not None
+        else {k: str(v) for k, v in spec.hyperparameters.items()},
         "InputDataConfig": [
             {
                 "ChannelName": name,
@@ -66,6 +75,7 @@ def training_request(
                     }
                 },
                 "InputMode": "File",
+                **({"ContentType": content_type} if content_type else {}),
             }
             for name, uri in channels.items()
         ],
