@@ -13,9 +13,10 @@ store, CloudWatch):
    endpoints exist in moto with data capture to S3, the endpoint evaluation was answered
    through ``InvokeEndpoint`` by the fleet harness serving the real ``model.tar.gz``
    (:class:`~tests.integration.backends.sagemaker_fleet.Serving`), and v1 is champion.
-3. **Deploy v2** twice. First prod's settings are strict (a small ``max_signal_shift`` and
-   ``signal_tolerance``) and the pipeline's steps run one by one as another runtime runs them
-   (``run_step``): SageMaker's guardrails, played by
+3. **Deploy v2** with the pipeline's steps run one by one, as another runtime runs them
+   (``run_step``): before v2 is approved the approval step stops the pipeline and prod is
+   untouched. Once approved, with prod's alarms strict (a small ``max_signal_shift`` and
+   ``signal_tolerance``), SageMaker's guardrails, played by
    :class:`~tests.integration.backends.sagemaker_fleet.Guardrails`, roll the update back on
    the model-signal alarm the package published from green's capture, and v1 stays champion.
    Then the whole pipeline with the usual settings: the ``UpdateEndpoint`` request carries
@@ -24,9 +25,16 @@ store, CloudWatch):
 4. **Monitor** the capture the prod fleet wrote to S3, here and as a SageMaker processing
    job (the harness runs ``python -m mlops.pipelines.jobs`` on the job's S3 input): the same
    decision; ``DriftShare`` is in moto's CloudWatch and the dashboard ``mlops-<model>``
-   exists.
+   exists. A job whose step fails fails the pipeline with the step's own error.
 5. **Probe** prod: ``ProbeSuccessRate`` published, alarm ``mlops-<endpoint>-probe`` made.
 6. **Clean up** the model: nothing of it is left in moto.
+
+What moto lacks is played by the harnesses, after botocore validated each request:
+``UpdateEndpoint`` (not implemented in moto 5.2.5) and the fleets' traffic and capture
+(moto's ``InvokeEndpoint`` answers static data); moto completes jobs without running them,
+so the job harness runs them. Prod's strict alarms come from prod's own settings in the
+``rollout_prod`` step: the dev update is gated by the same alarms, and with them strict the
+dev deploy of a different model would already roll back.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from typing import Any
 import boto3
 import pytest
 
-from mlops.errors import RolloutError
+from mlops.errors import ApprovalError, BackendError, RolloutError
 from mlops.pipelines import DEPLOYMENT, MONITORING, run_step, run_training_pipeline
 from mlops.pipelines.deployment import PIPELINE_RUN_TAG
 from mlops.pipelines.spec import run_pipeline
@@ -133,20 +141,37 @@ def v1_deployed(story: Any, trained: list[Any]) -> tuple[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def v2_rolled_back(story: Any, trained: list[Any], v1_deployed: Any) -> dict[str, Any]:
-    """v2 through the pipeline's steps one at a time, prod's alarms strict: rolled back."""
+    """v2 through the pipeline's steps one at a time: refused at the approval step until it
+    is approved; then, prod's alarms strict, rolled back."""
     version = str(trained[1].registered.version)
+    params = {"version": version}
+
+    def dev_and_evaluation() -> str:
+        run_id, _ = run_step(
+            DEPLOYMENT, "deploy_dev", story.settings, model_name=MODEL, params=params
+        )
+        run_step(DEPLOYMENT, "evaluate_endpoint", story.settings, model_name=MODEL, run_id=run_id)
+        return run_id
+
+    refused_run = dev_and_evaluation()
+    with pytest.raises(ApprovalError) as refused:
+        run_step(DEPLOYMENT, "approval", story.settings, model_name=MODEL, run_id=refused_run)
+    prod_updates = [u for u in story.guardrails.updates if u["EndpointName"] == PROD]
     approve(connect(story.settings), MODEL, version, approver="release-manager")
-    run_id, _ = run_step(
-        DEPLOYMENT, "deploy_dev", story.settings, model_name=MODEL, params={"version": version}
-    )
-    for step in ("evaluate_endpoint", "approval"):
-        run_step(DEPLOYMENT, step, story.settings, model_name=MODEL, run_id=run_id)
+    run_id = dev_and_evaluation()
+    run_step(DEPLOYMENT, "approval", story.settings, model_name=MODEL, run_id=run_id)
     before = len(story.guardrails.updates)
     with pytest.raises(RolloutError) as raised:
         run_step(DEPLOYMENT, "rollout_prod", story.strict, model_name=MODEL, run_id=run_id)
     result = load_result(connect(story.settings), run_id, "rollout_prod", RolloutResult)
     (update,) = story.guardrails.updates[before:]
-    return {"run_id": run_id, "error": str(raised.value), "result": result, "update": update}
+    return {
+        "run_id": run_id,
+        "error": str(raised.value),
+        "result": result,
+        "update": update,
+        "refused": (refused_run, str(refused.value), prod_updates),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +237,15 @@ def test_v1_ships_to_dev_and_prod_with_data_capture(
     assert run.data.tags[PIPELINE_RUN_TAG] == run_id
     assert done["rollout_prod"].completed and done["rollout_prod"].endpoint == PROD
     assert str(client.get_model_version_by_alias(MODEL, ALIAS_CHAMPION).version) == "1"
+
+
+def test_an_unapproved_version_stops_at_the_approval_step_before_prod(
+    story: Any, v2_rolled_back: dict[str, Any]
+) -> None:
+    run_id, error, prod_updates = v2_rolled_back["refused"]
+    assert "not approved" in error and f"mlops approve {MODEL} 2" in error
+    assert not prod_updates  # prod was never touched
+    assert connect(story.settings).get_run(run_id).info.status == "FAILED"
 
 
 def test_a_shifted_green_is_rolled_back_by_sagemaker_on_the_model_signal_alarm(
@@ -358,6 +392,21 @@ def test_the_monitor_as_a_processing_job_decides_the_same(
     assert remote.drifted_features == here.drifted_features
     assert remote.drift_scores == pytest.approx(here.drift_scores)
     assert remote.run_id != here.run_id  # the job logged its own monitoring run
+
+
+def test_a_failing_processing_job_fails_the_step_with_the_programs_own_error(
+    story: Any,
+) -> None:
+    in_job = story.settings.model_copy(
+        update={"monitoring": story.settings.monitoring.model_copy(update={"processing_job": True})}
+    )
+    with pytest.raises(BackendError) as raised:
+        run_pipeline(MONITORING, in_job, model_name="no-such-model", params={"endpoint": PROD})
+    job = story.harness.processing.ran[-1]
+    assert job.startswith("monitor-no-such-model-") and job in str(raised.value)
+    assert "'no-such-model' does not exist" in str(raised.value)
+    described = _client("sagemaker", story.aws).describe_processing_job(ProcessingJobName=job)
+    assert described["ProcessingJobStatus"] == "Failed"
 
 
 @pytest.fixture(scope="module")
