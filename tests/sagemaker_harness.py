@@ -16,6 +16,13 @@ container, on the same tree (channels with their ``ContentType``). What a traini
 prints goes to CloudWatch Logs as SageMaker sends it (group ``/aws/sagemaker/TrainingJobs``,
 stream ``<job>/algo-1-<epoch>``, tabs shown as ``#011``).
 
+For a processing job it downloads each ``ProcessingInput`` to its ``LocalPath`` under a
+temporary folder that stands for ``/opt/ml/processing``, runs the job's
+``ContainerEntrypoint`` and ``ContainerArguments`` (``python`` is this interpreter; paths
+under ``/opt/ml/processing`` name the temporary folder) with the job's ``Environment``, and
+uploads each output's ``LocalPath`` to its ``S3Uri`` on success; on failure the job is marked
+``Failed`` with the end of the program's stderr as ``FailureReason``.
+
 For a transform job it downloads the model's ``ModelDataUrl`` and the job's S3 input, runs
 the serving program's batch mode (``python -m mlops.serving.transform``, the ``/invocations``
 code of the serving container) with the job's content type, split type, strategy, payload
@@ -23,9 +30,10 @@ limit and ``DataCaptureConfig``, and uploads every ``<file>.out`` under ``S3Outp
 
 Two ways to attach it:
 
-* :func:`install` wraps moto's own ``create_training_job`` / ``create_transform_job`` (moto
-  runs in this process), so any client, also one the package makes itself, gets jobs that
-  really ran; the ``Create*Job`` answer comes back once the program has finished.
+* :func:`install` wraps moto's own ``create_training_job`` / ``create_processing_job`` /
+  ``create_transform_job`` (moto runs in this process), so any client, also one the package
+  makes itself, gets jobs that really ran; the ``Create*Job`` answer comes back once the
+  program has finished.
 * ``TrainingContainer.after_create`` as a botocore ``after-call`` hook on one session.
 """
 
@@ -52,6 +60,7 @@ __all__ = [
     "REGION",
     "ROLE",
     "Harness",
+    "ProcessingContainer",
     "TrainingContainer",
     "TransformContainer",
     "install",
@@ -204,6 +213,56 @@ class TrainingContainer:
                 logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events[start : start + 1000]
             )
 
+PROCESSING_ROOT = "/opt/ml/processing"
+
+
+class ProcessingContainer:
+    """Runs each created processing job's program on its S3 inputs (see the module)."""
+
+    def __init__(self, endpoint: str, workdir: Path) -> None:
+        self.s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+        self.sm = boto3.client("sagemaker", endpoint_url=endpoint, region_name=REGION)
+        self.workdir = workdir
+        self.ran: list[str] = []
+        self.jobs: list[dict[str, Any]] = []  # each job as DescribeProcessingJob gave it
+
+    def run(self, name: str) -> None:
+        """Run job ``name`` as SageMaker would; upload its outputs (or fail the job)."""
+        self.ran.append(name)
+        job = self.sm.describe_processing_job(ProcessingJobName=name)
+        self.jobs.append(job)
+        root = self.workdir / name / "processing"
+        root.mkdir(parents=True)
+
+        def local(path: str) -> str:
+            if path == PROCESSING_ROOT or path.startswith(PROCESSING_ROOT + "/"):
+                return str(root) + path[len(PROCESSING_ROOT) :]
+            return path
+
+        for item in job.get("ProcessingInputs", []):
+            _download(self.s3, item["S3Input"]["S3Uri"], Path(local(item["S3Input"]["LocalPath"])))
+        outputs = job.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        for item in outputs:
+            Path(local(item["S3Output"]["LocalPath"])).mkdir(parents=True, exist_ok=True)
+        app = job["AppSpecification"]
+        argv = [*app["ContainerEntrypoint"], *app.get("ContainerArguments", [])]
+        argv = [sys.executable if argv[0] == "python" else argv[0], *map(local, argv[1:])]
+        env = {**_child_env(), **job.get("Environment", {})}
+        proc = subprocess.run(
+            argv, env=env, cwd=root, capture_output=True, text=True, timeout=300, check=False
+        )
+        if proc.returncode != 0:
+            moto = moto_job("processing", name)
+            moto.processing_job_status = "Failed"
+            moto.failure_reason = proc.stderr[-1000:]
+            return
+        for item in outputs:
+            folder = Path(local(item["S3Output"]["LocalPath"]))
+            bucket, _, prefix = item["S3Output"]["S3Uri"][5:].partition("/")
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                key = f"{prefix.rstrip('/')}/{path.relative_to(folder).as_posix()}"
+                self.s3.upload_file(str(path), bucket, key.lstrip("/"))
+
 
 class TransformContainer:
     """Runs each created transform job through the serving program's batch mode."""
@@ -276,19 +335,27 @@ class TransformContainer:
 
 
 class Harness:
-    """The containers attached to moto; ``training.ran`` / ``transform.ran`` name the jobs."""
+    """The containers attached to moto; ``training.ran`` / ``processing.ran`` /
+    ``transform.ran`` name the jobs."""
 
     def __init__(self, endpoint: str, workdir: Path) -> None:
         self.training = TrainingContainer(endpoint, workdir / "training")
+        self.processing = ProcessingContainer(endpoint, workdir / "processing")
         self.transform = TransformContainer(endpoint, workdir / "transform")
 
 
 def install(monkeypatch: pytest.MonkeyPatch, endpoint: str, workdir: Path) -> Harness:
-    """Make moto run every training and transform job created while the test runs."""
+    """Make moto run every training, processing and transform job created while the test
+    runs."""
     from moto.sagemaker.models import SageMakerModelBackend
 
     harness = Harness(endpoint, workdir)
-    for kind, container in (("training", harness.training), ("transform", harness.transform)):
+    containers = (
+        ("training", harness.training),
+        ("processing", harness.processing),
+        ("transform", harness.transform),
+    )
+    for kind, container in containers:
         original = getattr(SageMakerModelBackend, f"create_{kind}_job")
 
         def create(

@@ -219,6 +219,23 @@ def _sample(frame: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFra
     return frame.iloc[positions]
 
 
+def _as_labels(series: pd.Series) -> pd.Series:
+    """A categorical column as Evidently takes its labels (int, str, bool; never float).
+
+    A CSV window parses ``1.0`` where training had the integer ``1``: integral floats become
+    integers again, any other float its text.
+    """
+    if not pd.api.types.is_float_dtype(series):
+        return series
+    values = series.to_numpy()
+    present = ~np.isnan(values)
+    if present.all() and np.array_equal(values, np.floor(values)):
+        return series.astype("int64")
+    return series.map(
+        lambda v: v if np.isnan(v) else (int(v) if float(v).is_integer() else repr(float(v)))
+    )
+
+
 def _decision_rows(drift: DriftResult) -> tuple[str, list[str], list[list[str]]]:
     verdict = "detected" if drift.drifted else "not detected"
     summary = (
@@ -297,6 +314,9 @@ def build_report(
     rng = np.random.default_rng(seed)
     ref_sample = _sample(reference[columns], sample_rows, rng)
     cur_sample = _sample(current[columns], sample_rows, rng)
+    if cat:
+        ref_sample = ref_sample.assign(**{c: _as_labels(ref_sample[c]) for c in cat})
+        cur_sample = cur_sample.assign(**{c: _as_labels(cur_sample[c]) for c in cat})
     title = report_title(
         reference_rows=len(reference),
         current_rows=len(current),

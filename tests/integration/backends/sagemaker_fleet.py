@@ -16,10 +16,18 @@ It then does what SageMaker's deployment guardrails would, in moto's in-process 
   a breaching alarm is set to ``ALARM`` and the endpoint goes back to blue's config,
   ``InService``, with a ``FailureReason``; after ``bake_polls`` quiet reads it moves to
   the new config, as a completed update does.
+
+moto's ``InvokeEndpoint`` answers static data. :class:`Serving` answers it the same way
+(a ``before-call`` handler, after botocore's validation) with the variant's real model, as
+the ``serve`` entry point would: the variant the request targets (else the first one with
+weight) of the endpoint's current config, its ``model.tar.gz`` loaded, the body parsed and
+the answer encoded by the serving codec, and the request captured with
+:class:`mlops.capture.CaptureWriter` when the config's ``DataCaptureConfig`` enables it.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 import tempfile
@@ -44,6 +52,19 @@ def fail_endpoint(name: str, reason: str) -> None:
     endpoint = moto_endpoint(name)
     endpoint.endpoint_status = "Failed"
     endpoint.failure_reason = reason
+
+
+def _load_model(s3: Any, model_data_url: str, into: Path) -> Any:
+    """The model a ``ModelDataUrl`` names, unpacked and loaded as ``serve`` loads it."""
+    from mlops.serving.model import ServingModel
+
+    bucket, _, key = model_data_url[5:].partition("/")
+    into.mkdir(parents=True, exist_ok=True)
+    archive = into / "model.tar.gz"
+    s3.download_file(bucket, key, str(archive))
+    with tarfile.open(archive) as tar:
+        tar.extractall(into / "model", filter="data")
+    return ServingModel.load(into / "model")
 
 
 def _ok(body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -211,3 +232,140 @@ class Guardrails:
             if any(p["Maximum"] > alarm["Threshold"] for p in points):
                 return alarm
         return None
+
+
+def _register(hooks: list[tuple[str, Any]], session: Any, monkeypatch: Any) -> None:
+    if session is not None:
+        for event, handler in hooks:
+            session.events.register(event, handler)
+        return
+    import botocore.handlers
+
+    monkeypatch.setattr(
+        botocore.handlers, "BUILTIN_HANDLERS", [*botocore.handlers.BUILTIN_HANDLERS, *hooks]
+    )
+
+
+class Serving:
+    """SageMaker's fleets answering ``InvokeEndpoint`` with their real models (see the
+    module); ``session`` / ``monkeypatch`` as for :class:`Guardrails`.
+
+    Attributes:
+        invocations: ``(endpoint, variant, rows)`` of every request answered.
+    """
+
+    def __init__(self, session: Any, aws_endpoint: str, *, monkeypatch: Any = None) -> None:
+        self.aws_endpoint = aws_endpoint
+        self.sm = boto3.client("sagemaker", endpoint_url=aws_endpoint, region_name=REGION)
+        self.s3 = boto3.client("s3", endpoint_url=aws_endpoint, region_name=REGION)
+        self.invocations: list[tuple[str, str, int]] = []
+        self._models: dict[str, Any] = {}
+        self._tmp = tempfile.TemporaryDirectory(prefix="sm-fleet-")
+        _register(
+            [("before-call.sagemaker-runtime.InvokeEndpoint", self._invoke)], session, monkeypatch
+        )
+
+    def close(self) -> None:
+        """Remove the unpacked models."""
+        self._tmp.cleanup()
+
+    def _model(self, model_name: str) -> Any:
+        if model_name not in self._models:
+            url = self.sm.describe_model(ModelName=model_name)["PrimaryContainer"]["ModelDataUrl"]
+            into = Path(self._tmp.name) / model_name
+            self._models[model_name] = _load_model(self.s3, url, into)
+        return self._models[model_name]
+
+    def _invoke(self, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        from botocore.awsrequest import AWSResponse
+        from botocore.response import StreamingBody
+
+        from mlops.serving.codec import (
+            PayloadError,
+            encode_predictions,
+            parse_body,
+            request_format,
+            response_format,
+        )
+
+        endpoint = params["url_path"].split("/")[2]
+        headers = {k.lower(): v for k, v in params["headers"].items()}
+        body = params["body"] if isinstance(params["body"], bytes) else params["body"].encode()
+        content_type = headers.get("content-type", "application/octet-stream")
+        config = self.sm.describe_endpoint_config(
+            EndpointConfigName=moto_endpoint(endpoint).endpoint_config_name
+        )
+        variants = config["ProductionVariants"]
+        target = headers.get("x-amzn-sagemaker-target-variant")
+        variant = next(
+            (v for v in variants if v["VariantName"] == target)
+            if target
+            else (v for v in variants if v.get("InitialVariantWeight", 1.0) > 0),
+            None,
+        )
+        if variant is None:  # what SageMaker answers for an unknown target variant
+            return AWSResponse("https://runtime.sagemaker", 400, {}, None), {
+                "Error": {
+                    "Code": "ValidationError",
+                    "Message": f"Variant {target} not found for endpoint {endpoint}",
+                },
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            }
+        model = self._model(variant["ModelName"])
+        try:
+            kind, charset = request_format(content_type)
+            rows = parse_body(body, kind, charset, model.feature_names)
+            answer, answer_type = encode_predictions(
+                model.predict(rows), response_format(headers.get("accept"), kind)
+            )
+        except PayloadError as exc:  # the container's 4xx, as sagemaker-runtime reports it
+            return AWSResponse("https://runtime.sagemaker", 424, {}, None), {
+                "Error": {"Code": "ModelError", "Message": exc.message},
+                "OriginalStatusCode": exc.status,
+                "OriginalMessage": exc.message,
+                "ResponseMetadata": {"HTTPStatusCode": 424},
+            }
+        self.invocations.append((endpoint, variant["VariantName"], len(rows)))
+        capture = config.get("DataCaptureConfig") or {}
+        if capture.get("EnableCapture"):
+            self._capture(
+                endpoint,
+                variant["VariantName"],
+                capture,
+                body,
+                content_type,
+                answer,
+                answer_type,
+                headers.get("x-amzn-sagemaker-inference-id"),
+            )
+        return AWSResponse("https://runtime.sagemaker", 200, {}, None), {
+            "Body": StreamingBody(io.BytesIO(answer), len(answer)),
+            "ContentType": answer_type,
+            "InvokedProductionVariant": variant["VariantName"],
+            "ResponseMetadata": {"HTTPStatusCode": 200},
+        }
+
+    def _capture(
+        self, endpoint: str, variant: str, capture: dict[str, Any], body: bytes,
+        content_type: str, answer: bytes, answer_type: str, inference_id: str | None,
+    ) -> None:  # fmt: skip
+        from mlops.capture import CaptureConfig, CaptureWriter
+
+        writer = CaptureWriter(
+            CaptureConfig(
+                destination=capture["DestinationS3Uri"],
+                endpoint_name=endpoint,
+                variant_name=variant,
+                aws_region=REGION,
+                aws_endpoint_url=self.aws_endpoint,
+                spool_dir=str(Path(self._tmp.name) / "spool"),
+            )
+        )
+        with writer:
+            writer.record(
+                input_body=body,
+                input_content_type=content_type,
+                output_body=answer,
+                output_content_type=answer_type,
+                inference_id=inference_id,
+            )

@@ -114,6 +114,21 @@ def test_sample_is_seeded_and_unsampled_report_has_no_note(
     assert _report_metrics(whole)["distance"] == pytest.approx(ours.scores["distance"], rel=1e-9)
 
 
+def test_a_csv_window_with_float_categories_is_reported_as_training_labelled_them(
+    frames: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """A window read from CSV holds 2.0 where training had the integer 2 (and Evidently
+    takes no float labels): the same categories, the same score as with integers."""
+    reference, current = (f.head(400) for f in frames)
+    parsed = current.assign(passengers=current["passengers"].astype(float))
+    odd = parsed.assign(passengers=parsed["passengers"].where(parsed.index % 50 > 0, 2.5))
+    small = dict(numerical=[], categorical=["passengers"], sample_rows=1000)
+    as_trained = _report_metrics(build_report(reference, current, **small))
+    from_csv = _report_metrics(build_report(reference, parsed, **small))
+    assert from_csv["passengers"] == pytest.approx(as_trained["passengers"])
+    assert "passengers" in _report_metrics(build_report(reference, odd, **small))
+
+
 def test_title_without_decisions_makes_no_claim() -> None:
     title = report_title(
         reference_rows=50_000, current_rows=1_000_000, reference_sample=50_000,
