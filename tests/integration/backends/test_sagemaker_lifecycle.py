@@ -450,9 +450,17 @@ def test_cleanup_leaves_nothing_of_the_model_in_moto(
     removed = run_cleanup(story.settings, plan)
     assert {(r.kind, r.name) for r in removed} == {(r.kind, r.name) for r in plan.resources}
     sm, cloudwatch = _client("sagemaker", story.aws), _client("cloudwatch", story.aws)
-    assert not sm.list_endpoints(NameContains=MODEL)["Endpoints"]
-    assert not sm.list_endpoint_configs(NameContains=MODEL)["EndpointConfigs"]
-    assert not sm.list_models(NameContains=MODEL)["Models"]
-    assert not cloudwatch.describe_alarms(AlarmNamePrefix=f"mlops-{MODEL}")["MetricAlarms"]
-    assert not cloudwatch.list_dashboards(DashboardNamePrefix=f"mlops-{MODEL}")["DashboardEntries"]
+    # moto ignores some of these filters (list_models' NameContains): filter here as well,
+    # since other tests' resources share the session's moto server
+    left = [
+        *(e["EndpointName"] for e in sm.list_endpoints(NameContains=MODEL)["Endpoints"]),
+        *(c["EndpointConfigName"]
+          for c in sm.list_endpoint_configs(NameContains=MODEL)["EndpointConfigs"]),
+        *(m["ModelName"] for m in sm.list_models(NameContains=MODEL)["Models"]),
+        *(a["AlarmName"]
+          for a in cloudwatch.describe_alarms(AlarmNamePrefix=f"mlops-{MODEL}")["MetricAlarms"]),
+        *(d["DashboardName"] for d in
+          cloudwatch.list_dashboards(DashboardNamePrefix=f"mlops-{MODEL}")["DashboardEntries"]),
+    ]  # fmt: skip
+    assert [name for name in left if MODEL in name] == []
     assert not plan_cleanup(story.settings, MODEL).resources
