@@ -70,6 +70,41 @@ def require_region(settings: Settings, what: str) -> str:
     return region
 
 
+#: Each instance-type setting and the SageMaker API shape that lists the types it may take.
+_INSTANCE_SHAPES = {
+    "instance_type": ("TrainingInstanceType", "training jobs"),
+    "processing_instance_type": ("ProcessingInstanceType", "processing jobs"),
+    "transform_instance_type": ("TransformInstanceType", "transform jobs"),
+    "endpoint_instance_type": ("ProductionVariantInstanceType", "endpoints"),
+}
+
+
+def unknown_instance_types(options: SageMakerSettings) -> list[str]:
+    """What to set instead of each instance type SageMaker does not offer for its use.
+
+    The settings only check the form (``ml.<family>.<size>``); the types each API takes are
+    the enums of botocore's SageMaker service model (botocore does not check enums when it
+    sends), so a typo fails here, before any job or endpoint, not at AWS.
+    """
+    import difflib
+
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    problems = []
+    for name, (shape, use) in _INSTANCE_SHAPES.items():
+        value = getattr(options, name)
+        known = model.shape_for(shape).enum
+        if known and value not in known:
+            close = difflib.get_close_matches(value, known, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            problems.append(
+                f"[sagemaker] {name} to an instance type SageMaker offers for {use}: "
+                f"{value!r} is not one{hint}"
+            )
+    return problems
+
+
 def check_job_name(name: str, kind: str) -> str:
     """SageMaker's job-name rule (botocore checks only the length)."""
     if not _JOB_NAME.fullmatch(name):
@@ -122,6 +157,7 @@ class SageMakerConfig:
                 f"a spot wait of at least the runtime (max_wait_s={sm.max_wait_s} is below "
                 f"max_runtime_s={sm.max_runtime_s})"
             )
+        missing += unknown_instance_types(sm)
         if missing:
             raise ConfigError(
                 'backend = "sagemaker" cannot run jobs: set '

@@ -210,7 +210,7 @@ def test_transform_job_with_batch_capture(aws: str, bucket: str, tmp_path: Path)
     """The model folder becomes a SageMaker model; the answers SageMaker leaves come back."""
     from tests.unit.backends._models import save_regressor
 
-    settings = _settings(tmp_path, aws, bucket, transform_instance_type="ml.c5.large")
+    settings = _settings(tmp_path, aws, bucket, transform_instance_type="ml.c5.xlarge")
     save_regressor(tmp_path / "model")
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "day1.csv").write_text("3.0,1,12\n")
@@ -246,7 +246,7 @@ def test_transform_job_with_batch_capture(aws: str, bucket: str, tmp_path: Path)
         "DestinationS3Uri": f"s3://{bucket}/capture",
         "GenerateInferenceId": True,
     }
-    assert request["TransformResources"]["InstanceType"] == "ml.c5.large"
+    assert request["TransformResources"]["InstanceType"] == "ml.c5.xlarge"
     model = boto3.client("sagemaker", endpoint_url=aws, region_name=REGION).describe_model(
         ModelName="score-sm"
     )

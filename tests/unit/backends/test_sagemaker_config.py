@@ -192,3 +192,24 @@ def test_invalid_job_name_is_refused_before_any_request(tmp_path: Path) -> None:
     backend = get_backend(_settings(tmp_path))
     with pytest.raises(ConfigError, match="taxi_model"):
         backend.run_training_job(TrainingJobSpec("taxi_model", {}, {}))
+
+
+def test_instance_types_sagemaker_does_not_offer_are_refused_before_any_job(
+    tmp_path: Path,
+) -> None:
+    # well-formed, so the settings take them; SageMaker's API lists which types each use takes
+    settings = _settings(
+        tmp_path, instance_type="ml.m5.huge", endpoint_instance_type="ml.p3.2xlarge"
+    )
+    settings_ok = _settings(tmp_path, endpoint_instance_type="ml.g5.xlarge")
+    with pytest.raises(ConfigError) as info:
+        get_backend(settings)
+    message = str(info.value)
+    assert "[sagemaker] instance_type" in message and "'ml.m5.huge'" in message
+    assert "did you mean ml.m5.large" in message
+    assert "endpoint_instance_type" not in message  # ml.p3.2xlarge does serve endpoints
+    assert "Nothing was created" in message
+    assert not (settings.work_dir / "jobs").exists()
+    assert get_backend(settings_ok).config.options.endpoint_instance_type == "ml.g5.xlarge"
+    with pytest.raises(ConfigError, match="transform_instance_type .*for transform jobs"):
+        get_backend(_settings(tmp_path, transform_instance_type="ml.t3.nano"))
