@@ -2,8 +2,9 @@
 
 The update's ``AutoRollbackConfiguration`` lists four CloudWatch alarms on the new fleet:
 the 5xx and 4xx rates (metric math over ``Invocation5XXErrors``/``Invocation4XXErrors`` and
-``Invocations``), the p99 of ``ModelLatency`` (dimensions ``EndpointName`` and
-``VariantName``) and the model-signal gate: a custom metric ``ModelSignalShift`` in the
+``Invocations``) and the p99 of ``ModelLatency``, each dimensioned by ``EndpointName``,
+``VariantName`` and the new fleet's ``EndpointConfigName`` (blue's own errors never roll
+green back), and the model-signal gate: a custom metric ``ModelSignalShift`` in the
 ``mlops`` namespace (dimensions ``EndpointName`` and ``EndpointConfigName``) that the package
 publishes while SageMaker bakes. Its value comes from :class:`CapturePairs`: green's
 captured requests are scored again with blue's registered model and the pairs judged by
@@ -64,15 +65,24 @@ def alarm_kind(alarm_name: str) -> str:
     return alarm_name
 
 
-def _variant_metric(endpoint: str, variant: str, name: str, stat: str) -> dict[str, Any]:
+def _fleet_dimensions(endpoint: str, variant: str, config_name: str) -> list[dict[str, str]]:
+    """The new fleet's metrics: SageMaker's endpoint metrics of the variant, narrowed to the
+    endpoint config being deployed, so blue's own errors or latency never roll green back."""
+    return [
+        {"Name": "EndpointName", "Value": endpoint},
+        {"Name": "VariantName", "Value": variant},
+        {"Name": "EndpointConfigName", "Value": config_name},
+    ]
+
+
+def _variant_metric(
+    endpoint: str, variant: str, config_name: str, name: str, stat: str
+) -> dict[str, Any]:
     return {
         "Metric": {
             "Namespace": "AWS/SageMaker",
             "MetricName": name,
-            "Dimensions": [
-                {"Name": "EndpointName", "Value": endpoint},
-                {"Name": "VariantName", "Value": variant},
-            ],
+            "Dimensions": _fleet_dimensions(endpoint, variant, config_name),
         },
         "Period": _PERIOD_S,
         "Stat": stat,
@@ -94,12 +104,14 @@ def _rate_alarm(
             "Metrics": [
                 {
                     "Id": "errors",
-                    "MetricStat": _variant_metric(endpoint, variant, metric, "Sum"),
+                    "MetricStat": _variant_metric(endpoint, variant, config_name, metric, "Sum"),
                     "ReturnData": False,
                 },
                 {
                     "Id": "invocations",
-                    "MetricStat": _variant_metric(endpoint, variant, "Invocations", "Sum"),
+                    "MetricStat": _variant_metric(
+                        endpoint, variant, config_name, "Invocations", "Sum"
+                    ),
                     "ReturnData": False,
                 },
                 {
@@ -148,10 +160,7 @@ def rollback_alarm_requests(
                 "ActionsEnabled": False,
                 "Namespace": "AWS/SageMaker",
                 "MetricName": "ModelLatency",
-                "Dimensions": [
-                    {"Name": "EndpointName", "Value": endpoint},
-                    {"Name": "VariantName", "Value": variant},
-                ],
+                "Dimensions": _fleet_dimensions(endpoint, variant, config_name),
                 "ExtendedStatistic": "p99",
                 "Period": _PERIOD_S,
                 "EvaluationPeriods": 1,

@@ -293,13 +293,18 @@ def test_the_update_carries_the_policy_and_all_four_alarms(
     assert signal["Threshold"] == 0.2 and signal["ComparisonOperator"] == "GreaterThanThreshold"
     latency = alarms[names[2]]
     assert latency["MetricName"] == "ModelLatency" and latency["ExtendedStatistic"] == "p99"
-    assert {d["Name"]: d["Value"] for d in latency["Dimensions"]} == {
+    new_fleet = {
         "EndpointName": "fare-twin",
         "VariantName": f"v{store['versions']['twin']}",
+        "EndpointConfigName": config_name,
     }
+    assert {d["Name"]: d["Value"] for d in latency["Dimensions"]} == new_fleet
     errors = alarms[names[0]]
     stats = [m["MetricStat"]["Metric"]["MetricName"] for m in errors["Metrics"][:2]]
     assert stats == ["Invocation5XXErrors", "Invocations"] and errors["Threshold"] == 0.01
+    for metric in errors["Metrics"][:2]:  # the rate of the new fleet only
+        dims = metric["MetricStat"]["Metric"]["Dimensions"]
+        assert {d["Name"]: d["Value"] for d in dims} == new_fleet
     # the signal was published from green's capture: the twin agrees with blue on every row
     assert result.timeline and result.timeline[-1]["signal_pairs"] == len(store["rows"])
     assert result.timeline[-1]["signal_differing_share"] == 0.0
