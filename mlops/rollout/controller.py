@@ -453,6 +453,7 @@ def run_rollout(
             backend, state, model_name=model_name, blue=blue, green=green,
             green_version=green_version, green_ref=green_ref, policy=policy,
             versions=versions or {}, observer=observer, resume=resume, task=task,
+            require_live_traffic=require_live_traffic,
         )
     shares = policy.routing.green_shares()
     fresh = resume is None or resume.phase == "start" or green not in present

@@ -73,9 +73,11 @@ def run_managed_rollout(
     observer: RolloutObserver | None,
     resume: ResumePoint | None = None,
     task: str | None = None,
+    require_live_traffic: bool = True,
 ) -> RolloutResult:
     """Have the endpoint of ``state`` run the blue/green update onto ``green_ref``; its
-    record. The model-signal gate watches when the endpoint captures and blue is known.
+    record. The model-signal gate watches when the endpoint captures, blue is known and the
+    rollout is judged on live traffic (not a dev deploy, which has none: as locally).
 
     Raises:
         RolloutError: ``resume`` was given (the endpoint runs its updates itself), or the
@@ -88,7 +90,9 @@ def run_managed_rollout(
             f"endpoint {endpoint} runs its updates itself; there is nothing to resume: see "
             f"`mlops endpoint describe {endpoint}`"
         )
-    gate = state.capture.enabled and state.capture.sampling_percentage > 0
+    gate = (
+        require_live_traffic and state.capture.enabled and state.capture.sampling_percentage > 0
+    )
     blue_ref = next((v.model_ref for v in state.variants if v.name == blue), None) if gate else None
     labels = None if task is None else task != "regression"
     from mlops.rollout.results import RolloutResult, RolloutStep

@@ -171,6 +171,7 @@ def v2_rolled_back(story: Any, trained: list[Any], v1_deployed: Any) -> dict[str
         "result": result,
         "update": update,
         "refused": (refused_run, str(refused.value), prod_updates),
+        "dev_updates": [u for u in story.guardrails.updates if u["EndpointName"] == DEV],
     }
 
 
@@ -282,6 +283,20 @@ def test_a_shifted_green_is_rolled_back_by_sagemaker_on_the_model_signal_alarm(
     served = sm.describe_endpoint(EndpointName=PROD)
     assert served["EndpointConfigName"] != config  # blue's config still serves
     assert [v["VariantName"] for v in served["ProductionVariants"]] == ["v1"]
+
+
+def test_a_dev_deploy_has_no_model_signal_alarm(v2_rolled_back: dict[str, Any]) -> None:
+    # as locally: a dev deploy is judged without live traffic, so nothing to pair
+    assert v2_rolled_back["dev_updates"], "v2 went to dev through UpdateEndpoint"
+    for update in v2_rolled_back["dev_updates"]:
+        config = update["EndpointConfigName"]
+        names = [
+            a["AlarmName"]
+            for a in update["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+        ]
+        assert names == [
+            f"mlops-{config}-{kind}" for kind in ("5xx-rate", "4xx-rate", "latency-p99")
+        ]
 
 
 def test_v2_rolls_out_through_sagemakers_update_with_the_policy_and_four_alarms(
