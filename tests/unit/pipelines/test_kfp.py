@@ -3,6 +3,7 @@ component per declared step, chained by the run id; the CLI's errors are clear."
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -177,3 +178,68 @@ def test_the_deployment_pipeline_exports_through_the_cli_with_every_step(tmp_pat
     for name, task in zip(names, tasks, strict=True):  # the stage functions, via run_step
         command = " ".join(executors[f"exec-{task}"]["container"]["command"])
         assert f"run_component('deployment', '{name}'" in command
+
+
+class _KfpApi:
+    """Kubeflow Pipelines' REST API as the upload uses it, on loopback: ``GET
+    /apis/v2beta1/healthz`` and ``POST /apis/v2beta1/pipelines/upload`` (multipart field
+    ``uploadfile``), answering 409 for a pipeline name it has already."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlparse
+
+        api = self
+        self.pipelines: dict[str, bytes] = {}
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, status: int, body: dict[str, object]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                self._answer(200, {"commit_sha": "test", "tag_name": "2.3.0"})
+
+            def do_POST(self) -> None:  # noqa: N802
+                url = urlparse(self.path)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if url.path != "/apis/v2beta1/pipelines/upload":
+                    self._answer(404, {"error": "not found"})
+                    return
+                name = parse_qs(url.query)["name"][0]
+                if name in api.pipelines:
+                    self._answer(409, {"error": f"pipeline {name} already exists"})
+                    return
+                api.pipelines[name] = body
+                self._answer(200, {"pipeline_id": f"id-{len(api.pipelines)}", "display_name": name})
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+
+def test_the_compiled_pipeline_is_uploaded_to_the_host_once(tmp_path: Path) -> None:
+    api = _KfpApi()
+    try:
+        result = _cli("export", "kfp", "--pipeline", "deployment", "-o", str(tmp_path / "d.yaml"),
+                      "--host", api.url)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert f"uploaded to {api.url} as pipeline id-1" in result.stdout
+        body = api.pipelines["mlops-deployment"]
+        assert b'name="uploadfile"' in body
+        assert (tmp_path / "d.yaml").read_bytes() in body  # the file it compiled, as it is
+        again = _cli("export", "kfp", "--pipeline", "deployment", "-o", str(tmp_path / "d.yaml"),
+                     "--host", api.url)  # fmt: skip
+        assert again.returncode == 1
+        assert "refused the upload" in again.stderr and "409" in again.stderr
+        assert "Traceback" not in again.stderr
+    finally:
+        api.server.shutdown()
