@@ -127,8 +127,9 @@ def trained(story: Any) -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def v1_deployed(story: Any, trained: list[Any]) -> tuple[str, dict[str, Any]]:
-    """The deployment pipeline for v1 (approved first): dev and prod created."""
+def v1_deployed(story: Any, trained: list[Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The deployment pipeline for v1 (approved first): dev and prod created; what AWS and the
+    registry said right after it (later chapters change both)."""
     from mlops.stages._endpoint_rows import reference_rows
 
     version = str(trained[0].registered.version)
@@ -136,7 +137,19 @@ def v1_deployed(story: Any, trained: list[Any]) -> tuple[str, dict[str, Any]]:
     rows = [[float(v) for v in line.split(",")] for line in body.decode().splitlines()]
     story.guardrails = Guardrails(None, story.aws, rows, monkeypatch=story.patch)
     approve(connect(story.settings), MODEL, version, approver="release-manager")
-    return run_pipeline(DEPLOYMENT, story.settings, model_name=MODEL, params={"version": version})
+    run_id, done = run_pipeline(
+        DEPLOYMENT, story.settings, model_name=MODEL, params={"version": version}
+    )
+    sm = _client("sagemaker", story.aws)
+    seen: dict[str, Any] = {}
+    for endpoint in (DEV, PROD):
+        described = sm.describe_endpoint(EndpointName=endpoint)
+        config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+        models = [sm.describe_model(ModelName=v["ModelName"]) for v in config["ProductionVariants"]]
+        seen[endpoint] = {"endpoint": described, "config": config, "models": models}
+    champion = connect(story.settings).get_model_version_by_alias(MODEL, ALIAS_CHAMPION)
+    seen["champion"] = str(champion.version)
+    return run_id, done, seen
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +178,11 @@ def v2_rolled_back(story: Any, trained: list[Any], v1_deployed: Any) -> dict[str
         run_step(DEPLOYMENT, "rollout_prod", story.strict, model_name=MODEL, run_id=run_id)
     result = load_result(connect(story.settings), run_id, "rollout_prod", RolloutResult)
     (update,) = story.guardrails.updates[before:]
+    champion = connect(story.settings).get_model_version_by_alias(MODEL, ALIAS_CHAMPION)
     return {
+        # right after the rollback (v2 ships in a later chapter)
+        "champion": str(champion.version),
+        "served": _client("sagemaker", story.aws).describe_endpoint(EndpointName=PROD),
         "run_id": run_id,
         "error": str(raised.value),
         "result": result,
@@ -183,11 +200,23 @@ def v2_deployed(story: Any, trained: list[Any], v2_rolled_back: Any) -> dict[str
     run_id, done = run_pipeline(
         DEPLOYMENT, story.settings, model_name=MODEL, params={"version": version}
     )
-    return {
+    updates = story.guardrails.updates[before:]
+    names = [
+        a["AlarmName"]
+        for u in updates
+        for a in u["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+    ]
+    champion = connect(story.settings).get_model_version_by_alias(MODEL, ALIAS_CHAMPION)
+    return {  # and what AWS and the registry said right after (cleanup removes it later)
         "run_id": run_id,
         "done": done,
-        "updates": story.guardrails.updates[before:],
+        "updates": updates,
         "alarms": story.guardrails.alarms[before:],
+        "champion": str(champion.version),
+        "served": _client("sagemaker", story.aws).describe_endpoint(EndpointName=PROD),
+        "alarms_left": _client("cloudwatch", story.aws).describe_alarms(AlarmNames=names)[
+            "MetricAlarms"
+        ],
     }
 
 
@@ -209,22 +238,20 @@ def test_training_jobs_are_the_lineage_of_the_registered_versions(
 
 
 def test_v1_ships_to_dev_and_prod_with_data_capture(
-    story: Any, trained: list[Any], v1_deployed: tuple[str, dict[str, Any]]
+    story: Any, trained: list[Any], v1_deployed: tuple[str, dict[str, Any], dict[str, Any]]
 ) -> None:
-    run_id, done = v1_deployed
-    sm = _client("sagemaker", story.aws)
+    run_id, done, seen = v1_deployed
     for endpoint in (DEV, PROD):
-        described = sm.describe_endpoint(EndpointName=endpoint)
+        described, config = seen[endpoint]["endpoint"], seen[endpoint]["config"]
         assert described["EndpointStatus"] == "InService"
         assert described["DataCaptureConfig"]["EnableCapture"] is True
         assert described["DataCaptureConfig"]["DestinationS3Uri"] == CAPTURE
-        config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
         capture = config["DataCaptureConfig"]
         assert capture["EnableCapture"] is True and capture["InitialSamplingPercentage"] == 100
         assert capture["DestinationS3Uri"] == CAPTURE
         assert {o["CaptureMode"] for o in capture["CaptureOptions"]} == {"Input", "Output"}
         assert [v["VariantName"] for v in config["ProductionVariants"]] == ["v1"]
-        model = sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+        (model,) = seen[endpoint]["models"]
         assert model["PrimaryContainer"]["ModelDataUrl"] == (
             f"s3://{BUCKET}/mlops/models/{MODEL}/1/model.tar.gz"
         )
@@ -237,7 +264,7 @@ def test_v1_ships_to_dev_and_prod_with_data_capture(
     assert run.data.metrics["endpoint_rmse"] == pytest.approx(evaluation.metrics["rmse"])
     assert run.data.tags[PIPELINE_RUN_TAG] == run_id
     assert done["rollout_prod"].completed and done["rollout_prod"].endpoint == PROD
-    assert str(client.get_model_version_by_alias(MODEL, ALIAS_CHAMPION).version) == "1"
+    assert seen["champion"] == "1"
 
 
 def test_an_unapproved_version_stops_at_the_approval_step_before_prod(
@@ -263,7 +290,7 @@ def test_a_shifted_green_is_rolled_back_by_sagemaker_on_the_model_signal_alarm(
     record = client.get_run(result.record_run_id)
     assert record.data.tags[Tags.ROLLOUT_OUTCOME] == "rolled_back"
     assert record.data.tags[PIPELINE_RUN_TAG] == v2_rolled_back["run_id"]
-    assert str(client.get_model_version_by_alias(MODEL, ALIAS_CHAMPION).version) == "1"
+    assert v2_rolled_back["champion"] == "1"
     # the package published the shift SageMaker's alarm read: over the strict threshold
     config = update["EndpointConfigName"]
     points = _client("cloudwatch", story.aws).get_metric_statistics(
@@ -279,8 +306,7 @@ def test_a_shifted_green_is_rolled_back_by_sagemaker_on_the_model_signal_alarm(
         Statistics=["Maximum"],
     )["Datapoints"]
     assert max(p["Maximum"] for p in points) > STRICT["max_signal_shift"]
-    sm = _client("sagemaker", story.aws)
-    served = sm.describe_endpoint(EndpointName=PROD)
+    served = v2_rolled_back["served"]
     assert served["EndpointConfigName"] != config  # blue's config still serves
     assert [v["VariantName"] for v in served["ProductionVariants"]] == ["v1"]
 
@@ -333,10 +359,9 @@ def test_v2_rolls_out_through_sagemakers_update_with_the_policy_and_four_alarms(
     record = client.get_run(result.record_run_id)
     assert record.data.tags[Tags.ROLLOUT_OUTCOME] == "completed"
     assert record.data.tags[PIPELINE_RUN_TAG] == v2_deployed["run_id"]
-    assert str(client.get_model_version_by_alias(MODEL, ALIAS_CHAMPION).version) == "2"
-    served = _client("sagemaker", story.aws).describe_endpoint(EndpointName=PROD)
-    assert served["EndpointConfigName"] == config
-    assert not _client("cloudwatch", story.aws).describe_alarms(AlarmNames=names)["MetricAlarms"]
+    assert v2_deployed["champion"] == "2"
+    assert v2_deployed["served"]["EndpointConfigName"] == config
+    assert not v2_deployed["alarms_left"]  # removed once the update ended
 
 
 @pytest.fixture(scope="module")
@@ -356,10 +381,26 @@ def monitored(story: Any, v2_deployed: Any) -> dict[str, Any]:
     )
     jobs_before = len(story.harness.processing.ran)
     _, done = run_pipeline(MONITORING, in_job, model_name=MODEL, params=window)
+    cloudwatch = _client("cloudwatch", story.aws)
+    dimensions = [{"Name": "Model", "Value": MODEL}, {"Name": "Endpoint", "Value": PROD}]
     return {
         "here": here,
         "job": done["monitor"],
         "jobs": story.harness.processing.ran[jobs_before:],
+        # what CloudWatch held right after (cleanup removes the dashboard later)
+        "drift_metrics": cloudwatch.list_metrics(Namespace="mlops", MetricName="DriftShare")[
+            "Metrics"
+        ],
+        "drift_points": cloudwatch.get_metric_statistics(
+            Namespace="mlops",
+            MetricName="DriftShare",
+            Dimensions=dimensions,
+            StartTime=story.started,
+            EndTime=datetime.now(UTC) + timedelta(minutes=1),
+            Period=60,
+            Statistics=["Maximum"],
+        )["Datapoints"],
+        "dashboard": cloudwatch.get_dashboard(DashboardName=f"mlops-{MODEL}")["DashboardBody"],
     }
 
 
@@ -374,21 +415,11 @@ def test_the_monitor_reads_prods_capture_and_publishes_the_drift_share(
     run = connect(story.settings).get_run(report.run_id)
     assert run.data.tags["mlops.stage"] == "monitoring"
     assert run.data.tags[Tags.MODEL_VERSION] == "2"
-    cloudwatch = _client("cloudwatch", story.aws)
     dimensions = [{"Name": "Model", "Value": MODEL}, {"Name": "Endpoint", "Value": PROD}]
-    listed = cloudwatch.list_metrics(Namespace="mlops", MetricName="DriftShare")["Metrics"]
-    assert dimensions in [m["Dimensions"] for m in listed]
-    points = cloudwatch.get_metric_statistics(
-        Namespace="mlops",
-        MetricName="DriftShare",
-        Dimensions=dimensions,
-        StartTime=story.started,
-        EndTime=datetime.now(UTC) + timedelta(minutes=1),
-        Period=60,
-        Statistics=["Maximum"],
-    )["Datapoints"]
+    assert dimensions in [m["Dimensions"] for m in monitored["drift_metrics"]]
+    points = monitored["drift_points"]
     assert points and max(p["Maximum"] for p in points) == pytest.approx(report.drift_share)
-    body = cloudwatch.get_dashboard(DashboardName=f"mlops-{MODEL}")["DashboardBody"]
+    body = monitored["dashboard"]
     assert PROD in body and "DriftShare" in body
 
 
@@ -428,24 +459,30 @@ def test_a_failing_processing_job_fails_the_step_with_the_programs_own_error(
 def probed(story: Any, v2_deployed: Any) -> Any:
     from mlops.stages.probe import probe_endpoint
 
-    return probe_endpoint(story.settings, MODEL, requests=5, interval_s=0)
+    result = probe_endpoint(story.settings, MODEL, requests=5, interval_s=0)
+    cloudwatch = _client("cloudwatch", story.aws)
+    return {  # and what CloudWatch held right after (cleanup removes the alarm later)
+        "result": result,
+        "invocations": [i for i in story.serving.invocations if i[0] == PROD],
+        "points": cloudwatch.get_metric_statistics(
+            Namespace="mlops",
+            MetricName="ProbeSuccessRate",
+            Dimensions=[{"Name": "Endpoint", "Value": PROD}],
+            StartTime=story.started,
+            EndTime=datetime.now(UTC) + timedelta(minutes=1),
+            Period=60,
+            Statistics=["Minimum"],
+        )["Datapoints"],
+        "alarms": cloudwatch.describe_alarms(AlarmNames=[f"mlops-{PROD}-probe"])["MetricAlarms"],
+    }
 
 
 def test_the_synthetic_probe_publishes_its_success_rate_and_alarm(story: Any, probed: Any) -> None:
-    assert (probed.endpoint, probed.successes, probed.alarm) == (PROD, 5, False)
-    assert [i for i in story.serving.invocations if i[0] == PROD] == [(PROD, "v2", 1)] * 5
-    cloudwatch = _client("cloudwatch", story.aws)
-    points = cloudwatch.get_metric_statistics(
-        Namespace="mlops",
-        MetricName="ProbeSuccessRate",
-        Dimensions=[{"Name": "Endpoint", "Value": PROD}],
-        StartTime=story.started,
-        EndTime=datetime.now(UTC) + timedelta(minutes=1),
-        Period=60,
-        Statistics=["Minimum"],
-    )["Datapoints"]
-    assert [p["Minimum"] for p in points] == [1.0]
-    (alarm,) = cloudwatch.describe_alarms(AlarmNames=[f"mlops-{PROD}-probe"])["MetricAlarms"]
+    result = probed["result"]
+    assert (result.endpoint, result.successes, result.alarm) == (PROD, 5, False)
+    assert probed["invocations"] == [(PROD, "v2", 1)] * 5
+    assert [p["Minimum"] for p in probed["points"]] == [1.0]
+    (alarm,) = probed["alarms"]
     assert (alarm["MetricName"], alarm["ComparisonOperator"]) == (
         "ProbeSuccessRate",
         "LessThanThreshold",
