@@ -20,6 +20,7 @@ import logging
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from mlops.pipelines.spec import Pipeline, Step, StepCall, StepContext
     from mlops.settings import Settings
 
-__all__ = ["ENTRY_POINT", "job_call", "main", "run_step_as_job"]
+__all__ = ["ENTRY_POINT", "in_job", "job_call", "main", "run_step_as_job"]
 
 ENTRY_POINT = "mlops.pipelines.jobs"
 """The module the job runs (``python -m mlops.pipelines.jobs``)."""
@@ -46,7 +47,7 @@ _SETTINGS_FILE = "settings.json"
 logger = logging.getLogger(__name__)
 
 
-def _job_name(pipeline: str, step: str, model_name: str) -> str:
+def _job_name(step: str, model_name: str) -> str:
     """``<step>-<model>-<UTC time>``: SageMaker's job-name rule (63 characters, [a-zA-Z0-9-])."""
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + f"{int(time.time() * 1000) % 1000:03d}"
     model = "".join(c if c.isalnum() else "-" for c in model_name).strip("-") or "model"
@@ -88,7 +89,7 @@ def run_step_as_job(
     step = pipeline.step(step_name)
     values = pipeline.check_params(dict(params or {}))
     backend = get_backend(settings)  # bad backend settings fail here, before any job
-    job_name = _job_name(pipeline.name, step.name, model_name)
+    job_name = _job_name(step.name, model_name)
     with tempfile.TemporaryDirectory(prefix="mlops-job-") as tmp:
         folder = Path(tmp, "settings")
         folder.mkdir()
@@ -126,6 +127,22 @@ def run_step_as_job(
     return str(payload["run_id"]), step.result.model_validate(payload["result"])
 
 
+def in_job(
+    pipeline: Pipeline, step_name: str, context: StepContext, *, run_id: str | None = None
+) -> BaseModel:
+    """The step's result from a processing job run with the context's settings, parameters
+    and log sink: what a stage function returns when its settings ask for a job."""
+    return run_step_as_job(
+        pipeline,
+        step_name,
+        context.settings,
+        model_name=context.model_name,
+        run_id=run_id,
+        params=context.params,
+        on_log=context.on_log,
+    )[1]
+
+
 def job_call(pipeline: Pipeline, settings: Settings, steps: set[str]) -> StepCall:
     """A :data:`~mlops.pipelines.spec.StepCall` running ``steps`` of ``pipeline`` as
     processing jobs and every other step here (:func:`~mlops.pipelines.spec.run_pipeline`'s
@@ -142,16 +159,9 @@ def job_call(pipeline: Pipeline, settings: Settings, steps: set[str]) -> StepCal
     def call(step: Step, context: StepContext, inputs: dict[str, BaseModel]) -> BaseModel:
         if step.name not in steps:
             return call_directly(step, context, inputs)
-        _, result = run_step_as_job(
-            pipeline,
-            step.name,
-            settings,
-            model_name=context.model_name,
-            run_id=context.run_id or None,
-            params=context.params,
-            on_log=context.on_log,
+        return in_job(
+            pipeline, step.name, replace(context, settings=settings), run_id=context.run_id or None
         )
-        return result
 
     return call
 

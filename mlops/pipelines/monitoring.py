@@ -14,16 +14,9 @@ __all__ = ["MONITORING"]
 
 def _monitor(context: StepContext) -> MonitorResult:
     if context.settings.monitoring.processing_job:  # the same step, in a job of the backend
-        from mlops.pipelines.jobs import run_step_as_job
+        from mlops.pipelines.jobs import in_job
 
-        return run_step_as_job(  # type: ignore[return-value]
-            MONITORING,
-            "monitor",
-            context.settings,
-            model_name=context.model_name,
-            params=context.params,
-            on_log=context.on_log,
-        )[1]
+        return in_job(MONITORING, "monitor", context)  # type: ignore[return-value]
     return monitor(
         context.settings,
         context.model_name,

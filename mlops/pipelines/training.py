@@ -82,17 +82,9 @@ def _evaluate(context: StepContext, prepare: PreparedData, train: TrainedModel) 
 
 def _baseline(context: StepContext, prepare: PreparedData, train: TrainedModel) -> BaselineResult:
     if context.settings.baseline.processing_job:  # the same step, in a job of the backend
-        from mlops.pipelines.jobs import run_step_as_job
+        from mlops.pipelines.jobs import in_job
 
-        return run_step_as_job(  # type: ignore[return-value]
-            TRAINING,
-            "baseline",
-            context.settings,
-            model_name=context.model_name,
-            run_id=train.run_id,
-            params=context.params,
-            on_log=context.on_log,
-        )[1]
+        return in_job(TRAINING, "baseline", context, run_id=train.run_id)  # type: ignore[return-value]
     return baseline(context.settings, prepare, train)
 
 
